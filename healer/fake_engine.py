@@ -1,0 +1,41 @@
+"""A stand-in engine for HTTP-contract tests: canned output, optional delay, no torch."""
+
+import threading
+import time
+from collections.abc import Sequence
+
+from healer.engine import Engine, Generation, Label, ModelInfo, Query
+
+
+class FakeEngine(Engine):
+    def __init__(
+        self,
+        text: str = "Yes. Irregular glands with cribriform architecture invade the stroma.",
+        p_yes: float = 0.93,
+        first_token_label: Label | None = "yes",
+        delay_s: float = 0.0,
+    ):
+        self.text = text
+        self.p_yes = p_yes
+        self.first_token_label = first_token_label
+        self.delay_s = delay_s
+        self.info = ModelInfo("fake/engine", None, "cpu", "none", demo=True)
+        self.queries: list[Query] = []
+        self.running = threading.Event()  # set while a batch is being answered
+
+    def generate(self, queries: Sequence[Query]) -> list[Generation]:
+        self.running.set()
+        try:
+            self.queries.extend(queries)
+            time.sleep(self.delay_s)
+            return [
+                Generation(
+                    text=self.text if q.explain else "",
+                    p_yes=self.p_yes,
+                    first_token_label=self.first_token_label,
+                    timings_ms={"model": self.delay_s * 1000},
+                )
+                for q in queries
+            ]
+        finally:
+            self.running.clear()

@@ -1,0 +1,51 @@
+"""Every setting of the service, read once from the environment (12-factor).
+
+The README's settings table lists the same names; bad values fail at start-up with pydantic's
+message naming the variable.
+"""
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MEBIBYTE = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    model_dir: Path = Path("medgemma-model")
+    model_id: str = "google/medgemma-4b-it"
+    model_revision: str | None = None
+    quantization: Literal["int8", "none"] = "int8"
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    max_new_tokens: int = Field(48, ge=1, le=256)
+
+    max_upload_mb: float = Field(20, gt=0, le=512)
+    max_image_pixels: int = Field(89_478_485, gt=0)  # Pillow's own decompression-bomb limit
+    max_question_chars: int = Field(500, ge=1, le=4000)
+
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=1, le=65535)
+    cors_origins: Annotated[list[str], NoDecode] = []
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _no_wildcard(cls, origins: list[str]) -> list[str]:
+        if "*" in origins:
+            raise ValueError("list the page origins explicitly; '*' would let any site call the API")
+        return origins
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * MEBIBYTE)
