@@ -1,0 +1,54 @@
+"""Every error leaves as `ErrorBody` JSON: a reason code, a sentence for people, the request id.
+
+Domain errors keep their status; FastAPI's validation errors become 422 `invalid_request`
+naming the field; the streamed body limit's 413 becomes `upload_too_large`. Anything
+unexpected is left to `healer.middleware`, which logs it and answers a generic 500.
+"""
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from healer.errors import HealerError
+from healer.logs import request_id
+
+log = logging.getLogger(__name__)
+
+UPLOAD_TOO_LARGE = "The upload is larger than this service accepts (see MAX_UPLOAD_MB)."
+
+
+def error_response(status: int, code: str, detail: str, headers: dict | None = None) -> JSONResponse:
+    body = {"error": code, "detail": detail, "request_id": request_id.get()}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def _domain_error(request: Request, error: HealerError) -> JSONResponse:
+    log.info("rejected %s %s: %s", request.method, request.url.path, error.code)
+    return error_response(error.status, error.code, error.message)
+
+
+async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+    problems = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item.get("loc", ())[1:]) or "body"
+        problems.append(f"{field}: {item.get('msg', 'invalid')}")
+    return error_response(422, "invalid_request", "Invalid request. " + "; ".join(problems) + ".")
+
+
+async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
+    if error.status_code == 413:
+        return error_response(413, "upload_too_large", UPLOAD_TOO_LARGE)
+    if error.status_code == 404:
+        return error_response(404, "not_found", "There is nothing at this path.")
+    if error.status_code == 405:
+        return error_response(405, "method_not_allowed", "This path does not accept that method.")
+    return error_response(error.status_code, "http_error", "The request could not be served.", error.headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(HealerError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)

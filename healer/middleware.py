@@ -1,0 +1,96 @@
+"""Per-request context (request id, access log line, last-resort 500) and the body limit.
+
+The request id comes from the client's X-Request-ID when it is a sane token, else it is new;
+it is echoed in the response header and in every error body. An exception no handler took is
+logged here, with its traceback and the request id, and answered with a generic JSON 500 that
+reveals nothing of it. Nothing here reads a body.
+"""
+
+import logging
+import re
+import time
+import uuid
+
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from healer.errors import HealerError
+from healer.handlers import UPLOAD_TOO_LARGE, error_response
+from healer.logs import request_id
+
+_SANE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+access_log = logging.getLogger("healer.access")
+log = logging.getLogger(__name__)
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        rid = incoming if _SANE_ID.match(incoming) else uuid.uuid4().hex
+        token = request_id.set(rid)
+        started = time.perf_counter()
+        status = 0
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)["X-Request-ID"] = rid
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unexpected error on %s %s", scope["method"], scope["path"])
+            if status:
+                raise
+            await error_response(500, HealerError.code, HealerError.message)(scope, receive, send_with_id)
+        finally:
+            access_log.info(
+                "%s %s %d %.1f ms",
+                scope["method"], scope["path"], status, (time.perf_counter() - started) * 1000,
+            )
+            request_id.reset(token)
+
+
+class BodyLimitMiddleware:
+    """Refuses a body over `max_bytes` while it streams in, never after buffering it.
+
+    A declared Content-Length over the limit is answered at once; a chunked body is counted as
+    it arrives and cut off by a 413 that FastAPI's form parser passes through unchanged.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await _too_large()(scope, receive, send)
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise HTTPException(413)
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+
+def _too_large():
+    return error_response(413, "upload_too_large", UPLOAD_TOO_LARGE)

@@ -1,0 +1,52 @@
+"""The HTTP surface: the health check Cloud Run probes, and the screening question."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+
+from healer.errors import BadQuestion, NotReady
+from healer.prompts import DEFAULT_QUESTION
+from healer.schemas import ErrorBody, Health, Prediction
+from healer.service import ScreeningService
+
+router = APIRouter()
+
+
+def get_service(request: Request) -> ScreeningService:
+    service = getattr(request.app.state, "service", None)
+    if service is None:
+        raise NotReady()
+    return service
+
+
+Service = Annotated[ScreeningService, Depends(get_service)]
+
+
+def _errors(*statuses: int) -> dict:
+    return {status: {"model": ErrorBody} for status in statuses}
+
+
+@router.get("/", response_model=Health, responses=_errors(503), summary="Health check")
+async def health(service: Service) -> Health:
+    """200 once the model is loaded and warmed up, with the model it serves."""
+    return service.health()
+
+
+@router.post(
+    "/predict",
+    response_model=Prediction,
+    responses=_errors(400, 413, 415, 422, 503),
+    summary="Ask the screening question about one H&E image",
+)
+async def predict(
+    service: Service,
+    image_file: Annotated[UploadFile, File(description="PNG, JPEG, TIFF, GIF, BMP or WebP")],
+    question: Annotated[str | None, Form(description="Defaults to the colorectal-cancer question")] = None,
+    explain: Annotated[bool, Form(description="false: answer and probability only (faster)")] = True,
+) -> Prediction:
+    """Yes / no / uncertain, P(yes) and a one-sentence explanation. A screening aid, not a diagnosis."""
+    question = (question or "").strip() or DEFAULT_QUESTION
+    limit = service.settings.max_question_chars
+    if len(question) > limit:
+        raise BadQuestion(f"The question is longer than {limit} characters.")
+    return await service.predict(await image_file.read(), question, explain)

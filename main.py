@@ -1,0 +1,82 @@
+"""Healer's FastAPI app: wiring only. The work lives in the `healer` package.
+
+    uvicorn main:app            serves MODEL_DIR (see healer/settings.py for every setting)
+    python main.py              the same, on $PORT, as the container runs it
+"""
+
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
+from PIL import Image
+
+from healer import routes
+from healer.engine import Engine
+from healer.handlers import install_error_handlers
+from healer.logs import setup_logging
+from healer.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from healer.prompts import DEMO_WARNING, DISCLAIMER
+from healer.service import ScreeningService
+from healer.settings import Settings
+
+FRONTEND_DIST = Path(__file__).parent / "frontend" / "dist"
+MULTIPART_SLACK = 64 * 1024  # the form's boundaries and the question ride along with the image
+
+log = logging.getLogger("healer")
+
+
+def load_engine(settings: Settings) -> Engine:
+    from healer.medgemma import MedGemmaEngine  # torch and transformers load only when serving
+
+    engine = MedGemmaEngine.load(settings)
+    if engine.info.demo:
+        for line in ("=" * 72, DEMO_WARNING, "=" * 72):
+            log.warning(line)
+    engine.warmup()
+    return engine
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+    settings = settings or Settings()
+    setup_logging(settings.log_level)
+    Image.MAX_IMAGE_PIXELS = settings.max_image_pixels
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        try:
+            service = ScreeningService(engine or load_engine(settings), settings)
+        except Exception as error:
+            log.critical("cannot start: %s", error)
+            raise
+        app.state.service = service
+        log.info("ready: %s on %s", service.model_card.id, service.model_card.device)
+        yield
+        service.close()
+
+    app = FastAPI(title="Healer", description=DISCLAIMER, version="1.0.0", lifespan=lifespan)
+    # Outermost last: request id around everything, CORS headers on every answer, 413s included.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes + MULTIPART_SLACK)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+            allow_headers=["*"], expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(RequestContextMiddleware)
+    install_error_handlers(app)
+    app.include_router(routes.router)
+    if FRONTEND_DIST.is_dir():
+        app.mount("/app", StaticFiles(directory=FRONTEND_DIST, html=True), name="app")
+    return app
+
+
+app = create_app()
+
+if __name__ == "__main__":
+    import uvicorn
+
+    settings = Settings()
+    uvicorn.run(app, host=settings.host, port=settings.port, access_log=False,
+                timeout_graceful_shutdown=30)
