@@ -22,9 +22,9 @@ _LEADING_LABEL = re.compile(
     r"^[\s*_#>\"'`(\[-]*(?:answer\s*[:：]\s*[\s*_\"'`]*)?(yes|no)\b[\s*_\"'`)\]]*[.,;:!—–-]*\s*",
     re.IGNORECASE,
 )
-# A full stop, question or exclamation mark that ends a sentence: followed by a space or the
-# end of the text, and not a decimal point ("3.5 µm") since the digit before it is excluded.
-_SENTENCE_END = re.compile(r"(?<!\d)[.!?](?=\s|$)")
+# A full stop, question or exclamation mark that ends a sentence: followed by a space, or at the
+# very end of the text unless a digit precedes it (mid-generation, "3." may become "3.5 µm").
+_SENTENCE_END = re.compile(r"[.!?](?=\s)|(?<!\d)[.!?]$")
 
 
 @dataclass(frozen=True)

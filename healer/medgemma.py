@@ -46,11 +46,11 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
-def usable_cpus() -> int:
+def usable_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     """CPUs this process may really use: affinity, capped by a cgroup v2 quota (Cloud Run)."""
     count = len(os.sched_getaffinity(0))
     try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        quota, period = cpu_max.read_text().split()[:2]
         if quota != "max":
             count = min(count, max(1, int(int(quota) / int(period))))
     except (OSError, ValueError):

@@ -1,0 +1,88 @@
+"""The yes/no/uncertain rule, on outputs like the ones MedGemma writes."""
+
+import pytest
+
+from healer.answers import decide, explanation_complete, first_sentence, split_answer, token_label
+from healer.engine import Generation
+
+
+@pytest.mark.parametrize(
+    ("text", "first_token", "p_yes", "answer", "explanation"),
+    [
+        ("Yes. Malignant glands infiltrate the submucosa.", "yes", 0.91, "yes",
+         "Malignant glands infiltrate the submucosa."),
+        ("No. The mucosa shows normal crypts without atypia.", "no", 0.08, "no",
+         "The mucosa shows normal crypts without atypia."),
+        ("**No** — the glands are well formed. Further text.", None, 0.2, "no",
+         "the glands are well formed."),
+        ("Answer: Yes, there is cribriform architecture with necrosis.", None, 0.7, "yes",
+         "there is cribriform architecture with necrosis."),
+        ("yes", "yes", 0.6, "yes", ""),
+        ("YES! Atypical glands.", "yes", 0.8, "yes", "Atypical glands."),
+        # The text and the probability disagree: the model is torn, so is the answer.
+        ("Yes. Some atypia is present.", "yes", 0.4, "uncertain", "Some atypia is present."),
+        ("No. Normal colon.", "no", 0.55, "uncertain", "Normal colon."),
+        # Nothing to parse.
+        ("The image shows colonic mucosa with 3.5 µm nuclei. More.", None, 0.5, "uncertain",
+         "The image shows colonic mucosa with 3.5 µm nuclei."),
+        ("I cannot determine this from the image.", None, 0.3, "uncertain",
+         "I cannot determine this from the image."),
+        ("", None, 0.9, "uncertain", ""),
+        # A word that merely starts like "yes" is not a yes.
+        ("Yesterday's sample shows nothing.", "yes", 0.9, "uncertain",
+         "Yesterday's sample shows nothing."),
+        # Cut at MAX_NEW_TOKENS mid-sentence: the unfinished sentence is kept as is.
+        ("No. The crypts are regular and the lamina", "no", 0.1, "no",
+         "The crypts are regular and the lamina"),
+    ],
+)
+def test_verdict_from_model_text(text, first_token, p_yes, answer, explanation):
+    verdict = decide(Generation(text=text, p_yes=p_yes, first_token_label=first_token))
+    assert verdict.answer == answer
+    assert verdict.probability == p_yes
+    assert verdict.explanation == explanation
+    assert verdict.prediction == text or (text == "" and verdict.prediction == "Uncertain")
+
+
+@pytest.mark.parametrize(
+    ("first_token", "p_yes", "answer", "prediction"),
+    [("yes", 0.8, "yes", "Yes"), ("no", 0.3, "no", "No"), (None, 0.8, "uncertain", "Uncertain"),
+     ("no", 0.7, "uncertain", "Uncertain")],
+)
+def test_answer_only_mode_uses_the_first_token(first_token, p_yes, answer, prediction):
+    verdict = decide(Generation(text="", p_yes=p_yes, first_token_label=first_token))
+    assert (verdict.answer, verdict.explanation, verdict.prediction) == (answer, "", prediction)
+
+
+@pytest.mark.parametrize(
+    ("answer", "p_yes"), [("yes", 0.5), ("no", 0.5), ("yes", 1.0), ("no", 0.0)]
+)
+def test_probability_at_the_boundary_still_agrees(answer, p_yes):
+    verdict = decide(Generation(text=f"{answer.capitalize()}.", p_yes=p_yes, first_token_label=answer))
+    assert verdict.answer == answer
+
+
+@pytest.mark.parametrize(
+    ("token", "label"),
+    [("Yes", "yes"), ("▁yes", "yes"), ("YES", "yes"), (" No", "no"), ("no", "no"),
+     ("▁NO", "no"), ("Yesterday", None), ("not", None), ("", None), ("<eos>", None)],
+)
+def test_vocabulary_tokens_that_count_as_yes_or_no(token, label):
+    assert token_label(token) == label
+
+
+def test_the_explanation_is_complete_after_one_sentence_past_the_answer():
+    assert not explanation_complete("Yes.")
+    assert not explanation_complete("Yes. The glands")
+    assert not explanation_complete("No. Nuclei measure 3.")  # could still become 3.5
+    assert explanation_complete("No. Nuclei measure 3.5 µm. ")
+    assert explanation_complete("No. The count is 3. Next")
+    assert explanation_complete("Yes. The glands are malignant.")
+    assert explanation_complete("The glands are malignant.")
+
+
+def test_first_sentence_and_split_answer():
+    assert first_sentence("One. Two.") == "One."
+    assert first_sentence("Unfinished") is None
+    assert split_answer("  **Yes**, definitely.") == ("yes", "definitely.")
+    assert split_answer("Nothing here.") == (None, "Nothing here.")
