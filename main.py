@@ -11,7 +11,6 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
-from PIL import Image
 
 from healer import routes
 from healer.engine import Engine
@@ -42,7 +41,6 @@ def load_engine(settings: Settings) -> Engine:
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
     settings = settings or Settings()
     setup_logging(settings.log_level)
-    Image.MAX_IMAGE_PIXELS = settings.max_image_pixels
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

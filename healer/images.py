@@ -8,13 +8,14 @@ applied, first frame of an animation, transparency flattened onto white (a slide
 """
 
 import io
+import warnings
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from healer.errors import BadImage, TooManyPixels, UnsupportedImage
 
-FORMATS = ("PNG", "JPEG", "MPO", "TIFF", "GIF", "BMP", "WEBP")
+FORMATS = ("PNG", "JPEG", "TIFF", "GIF", "BMP", "WEBP")
 Image.init()  # register every plugin now: `Image.open(formats=...)` looks them up by name
 
 
@@ -22,7 +23,9 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
     if not data:
         raise BadImage("The uploaded file is empty.")
     try:
-        image = Image.open(io.BytesIO(data), formats=FORMATS)
+        with warnings.catch_warnings():  # the pixel limit below is ours; Pillow's hard limit stays
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=FORMATS)
     except Image.DecompressionBombError:
         raise _too_many_pixels(max_pixels) from None
     except UnidentifiedImageError:
