@@ -73,8 +73,13 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 app = create_app()
 
 if __name__ == "__main__":
+    import signal
+
     import uvicorn
 
     settings = Settings()
+    # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal once its own
+    # handler is gone; this no-op receives it, so a graceful shutdown exits 0.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     uvicorn.run(app, host=settings.host, port=settings.port, access_log=False,
                 timeout_graceful_shutdown=30)

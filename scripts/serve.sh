@@ -13,7 +13,7 @@ if ! complete "$MODEL_DIR"; then
   if [[ -n ${HF_TOKEN:-}${MY_HF_TOKEN:-} ]]; then
     "$py" download.py
   else
-    export MODEL_DIR=demo-model
+    export MODEL_DIR="${DEMO_MODEL_DIR:-demo-model}"
     complete "$MODEL_DIR" || "$py" download.py --demo
     cat >&2 <<'MSG'
 ########################################################################

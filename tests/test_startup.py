@@ -1,0 +1,67 @@
+"""Start-up: a bad model directory or bad setting fails fast and says how to fix it."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+
+from healer.model_dir import ModelDirError, check_model_dir
+from healer.settings import Settings
+from main import create_app
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_a_missing_model_directory_stops_start_up_with_the_fix(tmp_path):
+    app = create_app(Settings(model_dir=tmp_path / "nowhere"))
+    with pytest.raises(ModelDirError, match="does not exist") as error:
+        with TestClient(app):
+            pass
+    assert "download.py --demo" in str(error.value) and "HF_TOKEN" in str(error.value)
+
+
+def test_an_incomplete_model_directory_names_what_is_missing(tmp_path, demo_model_dir):
+    (tmp_path / "config.json").write_text((demo_model_dir / "config.json").read_text())
+    index = {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
+    (tmp_path / "model-00001-of-00002.safetensors").write_bytes(b"")
+    with pytest.raises(ModelDirError) as error:
+        check_model_dir(tmp_path)
+    message = str(error.value)
+    assert "model-00002-of-00002.safetensors" in message and "model-00001" not in message
+    assert "tokenizer.json" in message and "processor_config.json" in message
+
+
+def test_the_demo_model_directory_is_complete(demo_model_dir):
+    check_model_dir(demo_model_dir)
+    assert sum(f.stat().st_size for f in demo_model_dir.iterdir()) < 5 * 1024 * 1024
+
+
+def test_the_server_process_exits_non_zero_with_one_clear_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "main.py"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={"PATH": "/usr/bin:/bin", "MODEL_DIR": str(tmp_path / "nowhere"), "PORT": "18089"},
+    )
+    assert result.returncode != 0
+    [line] = [ln for ln in result.stderr.splitlines() if "cannot start" in ln]
+    assert "does not exist" in line and "download.py --demo" in line
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "complaint"),
+    [("cors_origins", "*", "explicitly"), ("quantization", "fp16", "int8"),
+     ("max_new_tokens", "1024", "256"), ("device", "tpu", "cuda")],
+)
+def test_bad_settings_fail_at_start_up(monkeypatch, variable, value, complaint):
+    monkeypatch.setenv(variable.upper(), value)
+    with pytest.raises(ValidationError, match=complaint):
+        Settings()
+
+
+def test_cors_origins_are_a_comma_separated_list(monkeypatch):
+    monkeypatch.setenv("CORS_ORIGINS", "https://lab.example.org, http://localhost:5173")
+    assert Settings().cors_origins == ["https://lab.example.org", "http://localhost:5173"]
