@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         app.state.service = service
         log.info("ready: %s on %s", service.model_card.id, service.model_card.device)
         yield
-        service.close()
+        await service.close()
 
     app = FastAPI(title="Healer", description=DISCLAIMER, version="1.0.0", lifespan=lifespan)
     # Outermost last: request id around everything, CORS headers on every answer, 413s included.
@@ -82,4 +82,4 @@ if __name__ == "__main__":
     # handler is gone; this no-op receives it, so a graceful shutdown exits 0.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
     uvicorn.run(app, host=settings.host, port=settings.port, access_log=False,
-                timeout_graceful_shutdown=30)
+                timeout_graceful_shutdown=settings.shutdown_grace_s)

@@ -6,7 +6,9 @@
     ├── TooLarge                        413  upload_too_large    body over MAX_UPLOAD_MB
     │   └── TooManyPixels               413  image_too_large     over MAX_IMAGE_PIXELS (bombs)
     ├── BadQuestion                     422  question_too_long
-    └── NotReady                        503  model_not_ready
+    ├── NotReady                        503  model_not_ready
+    ├── Busy                            503  busy                queue full; Retry-After says when
+    └── TimedOut                        504  timeout             REQUEST_TIMEOUT_S passed
 
 The message is written for the person reading it; it never carries exception text or paths.
 """
@@ -20,6 +22,10 @@ class HealerError(Exception):
     def __init__(self, message: str | None = None):
         super().__init__(message or self.message)
         self.message = message or self.message
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {}
 
 
 class BadImage(HealerError):
@@ -52,3 +58,22 @@ class NotReady(HealerError):
     status = 503
     code = "model_not_ready"
     message = "The model is not loaded yet. Try again shortly."
+
+
+class Busy(HealerError):
+    status = 503
+    code = "busy"
+
+    def __init__(self, retry_after_s: int):
+        super().__init__(f"The service is busy. Try again in {retry_after_s} s.")
+        self.retry_after_s = retry_after_s
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
+class TimedOut(HealerError):
+    status = 504
+    code = "timeout"
+    message = "The answer took longer than this service allows (REQUEST_TIMEOUT_S). Try again later."

@@ -27,7 +27,7 @@ def error_response(status: int, code: str, detail: str, headers: dict | None = N
 
 async def _domain_error(request: Request, error: HealerError) -> JSONResponse:
     log.info("rejected %s %s: %s", request.method, request.url.path, error.code)
-    return error_response(error.status, error.code, error.message)
+    return error_response(error.status, error.code, error.message, error.headers)
 
 
 async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -31,6 +31,7 @@ class Prediction(BaseModel):
     question: str
     model: ModelCard
     timings_ms: dict[str, float]
+    cached: bool = Field(False, description="Answered from memory: same image bytes, question and mode")
     disclaimer: str
 
 

@@ -1,17 +1,17 @@
 """One screening request, from uploaded bytes to the JSON answer.
 
-`decode → generate → decide`: the image is decoded on the shared worker pool, the model runs on
-its own single thread (one model, one batch at a time), and the event loop stays free, so the
-health check answers in milliseconds while a prediction runs.
+`cache → decode → batch → decide`: identical requests are answered from memory; the image is
+decoded on the shared worker pool; the model runs batches on its own thread (healer.batching),
+so the event loop stays free and the health check answers in milliseconds meanwhile.
 """
 
-import asyncio
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from starlette.concurrency import run_in_threadpool
 
 from healer import answers
+from healer.batching import Batcher
+from healer.cache import LRUCache, cache_key
 from healer.engine import Engine, Query
 from healer.images import decode_image
 from healer.prompts import DISCLAIMER
@@ -20,43 +20,52 @@ from healer.settings import Settings
 
 
 class ScreeningService:
-    def __init__(self, engine: Engine, settings: Settings):
+    """Create inside a running event loop (the app's lifespan): the batcher starts a task."""
+
+    def __init__(self, engine: Engine, settings: Settings, on_batch=lambda size, seconds: None):
         self.engine = engine
         self.settings = settings
         self.model_card = ModelCard(**vars(engine.info))
-        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        self.batcher = Batcher(
+            engine, settings.max_batch_size, settings.batch_wait_ms, settings.max_queue, on_batch
+        )
+        self.cache: LRUCache[Prediction] = LRUCache(settings.cache_size)
 
     def health(self) -> Health:
         return Health(status="ok", model=self.model_card, disclaimer=DISCLAIMER)
 
     async def predict(self, data: bytes, question: str, explain: bool = True) -> Prediction:
         started = time.perf_counter()
+        key = cache_key(data, question, explain)
+        if cached := self.cache.get(key):
+            return cached.model_copy(update={"cached": True, "timings_ms": {"total": _ms_since(started)}})
         image = await run_in_threadpool(decode_image, data, self.settings.max_image_pixels)
         decoded = time.perf_counter()
-        loop = asyncio.get_running_loop()
-        [generation] = await loop.run_in_executor(
-            self._model_thread, self.engine.generate, [Query(image, question, explain)]
+        generation = await self.batcher.submit(
+            Query(image, question, explain), timeout_s=self.settings.request_timeout_s
         )
         verdict = answers.decide(generation)
-        timings = {
-            "decode_image": _ms(decoded - started),
-            **generation.timings_ms,
-            "total": _ms(time.perf_counter() - started),
-        }
-        return Prediction(
+        prediction = Prediction(
             answer=verdict.answer,
             probability=verdict.probability,
             explanation=verdict.explanation,
             prediction=verdict.prediction,
             question=question,
             model=self.model_card,
-            timings_ms=timings,
+            timings_ms={
+                "decode_image": round((decoded - started) * 1000, 1),
+                **generation.timings_ms,
+                "total": _ms_since(started),
+            },
+            cached=False,
             disclaimer=DISCLAIMER,
         )
+        self.cache.put(key, prediction)
+        return prediction
 
-    def close(self) -> None:
-        self._model_thread.shutdown(wait=True)
+    async def close(self) -> None:
+        await self.batcher.drain(self.settings.shutdown_grace_s)
 
 
-def _ms(seconds: float) -> float:
-    return round(seconds * 1000, 1)
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)

@@ -23,6 +23,13 @@ class Settings(BaseSettings):
     device: Literal["auto", "cuda", "cpu"] = "auto"
     max_new_tokens: int = Field(48, ge=1, le=256)
 
+    max_batch_size: int = Field(4, ge=1, le=64)
+    batch_wait_ms: float = Field(10, ge=0, le=1000)
+    max_queue: int = Field(16, ge=1, le=1024)
+    request_timeout_s: float = Field(600, gt=0)
+    shutdown_grace_s: float = Field(10, ge=0)  # Cloud Run allows 10 s between SIGTERM and SIGKILL
+    cache_size: int = Field(256, ge=0)  # identical image + question answered from memory; 0: off
+
     max_upload_mb: float = Field(20, gt=0, le=512)
     max_image_pixels: int = Field(89_478_485, gt=0)  # Pillow's own decompression-bomb limit
     max_question_chars: int = Field(500, ge=1, le=4000)

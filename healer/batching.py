@@ -1,0 +1,144 @@
+"""Micro-batching with backpressure: concurrent requests share one model call, within limits.
+
+Requests wait in a bounded queue. One background task takes the oldest, gathers up to
+`max_batch_size - 1` more of the same kind (explained or answer-only) that arrive within
+`max_wait_ms`, and runs them as one batch on the model thread. The engine's left-padded batch
+gives each query the answer it would get alone (within numerical noise).
+
+- A full queue refuses at once (`Busy`, 503 with Retry-After) without touching the model.
+- A request that waits longer than its timeout is answered 504 (`TimedOut`); if it was still
+  queued, its place is freed and the model never sees it.
+- `drain()` stops new work and waits for everything accepted to finish (graceful shutdown).
+"""
+
+import asyncio
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from healer.engine import Engine, Generation, Query
+from healer.errors import Busy, NotReady, TimedOut
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Pending:
+    query: Query
+    future: asyncio.Future
+    queued_at: float = field(default_factory=time.monotonic)
+
+
+class Batcher:
+    def __init__(
+        self,
+        engine: Engine,
+        max_batch_size: int = 4,
+        max_wait_ms: float = 10.0,
+        max_queue: int = 16,
+        on_batch: Callable[[int, float], None] = lambda size, seconds: None,
+    ):
+        if max_batch_size < 1 or max_queue < 1 or max_wait_ms < 0:
+            raise ValueError("max_batch_size and max_queue must be >= 1 and max_wait_ms >= 0")
+        self.engine = engine
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_ms / 1000
+        self.max_queue = max_queue
+        self.on_batch = on_batch
+        self._queue: deque[_Pending] = deque()
+        self._arrived = asyncio.Event()
+        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        self._in_flight = 0
+        self._accepting = True
+        self._seconds_per_batch = 1.0  # refined by every batch; drives Retry-After
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="batcher")
+
+    @property
+    def depth(self) -> int:
+        """Requests accepted and not yet answered: waiting plus in the running batch."""
+        return len(self._queue) + self._in_flight
+
+    def retry_after_s(self) -> int:
+        batches_ahead = math.ceil((len(self._queue) + 1) / self.max_batch_size) + (self._in_flight > 0)
+        return max(1, math.ceil(batches_ahead * self._seconds_per_batch))
+
+    async def submit(self, query: Query, timeout_s: float | None = None) -> Generation:
+        if not self._accepting:
+            raise NotReady("The service is shutting down. Retry on another instance.")
+        if len(self._queue) >= self.max_queue:
+            raise Busy(retry_after_s=self.retry_after_s())
+        pending = _Pending(query, asyncio.get_running_loop().create_future())
+        self._queue.append(pending)
+        self._arrived.set()
+        try:
+            return await asyncio.wait_for(asyncio.shield(pending.future), timeout_s)
+        except asyncio.TimeoutError:
+            if pending in self._queue:
+                self._queue.remove(pending)
+            pending.future.cancel()
+            raise TimedOut() from None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            while not self._queue:
+                self._arrived.clear()
+                await self._arrived.wait()
+            batch = await self._gather()
+            started = time.perf_counter()
+            try:
+                results = await loop.run_in_executor(
+                    self._model_thread, self.engine.generate, [p.query for p in batch]
+                )
+            except Exception as error:  # the whole batch fails together; each caller hears it
+                log.warning("batch of %d failed with %s", len(batch), type(error).__name__)
+                results = [error] * len(batch)
+            finally:
+                self._in_flight = 0
+            seconds = time.perf_counter() - started
+            self._seconds_per_batch = 0.8 * self._seconds_per_batch + 0.2 * seconds
+            self.on_batch(len(batch), seconds)
+            for pending, result in zip(batch, results):
+                if pending.future.done():
+                    continue  # timed out while running: nobody is waiting
+                if isinstance(result, Exception):
+                    pending.future.set_exception(result)
+                else:
+                    pending.future.set_result(result)
+
+    async def _gather(self) -> list[_Pending]:
+        first = self._queue.popleft()
+        batch = [first]
+        self._in_flight = 1
+        deadline = time.monotonic() + self.max_wait_s
+        while len(batch) < self.max_batch_size:
+            same_kind = next((p for p in self._queue if p.query.explain == first.query.explain), None)
+            if same_kind is not None:
+                self._queue.remove(same_kind)
+                batch.append(same_kind)
+                self._in_flight = len(batch)
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except asyncio.TimeoutError:
+                break
+        return batch
+
+    async def drain(self, grace_s: float) -> None:
+        """Refuse new work; wait up to `grace_s` for accepted work to finish; stop."""
+        self._accepting = False
+        deadline = time.monotonic() + grace_s
+        while self.depth and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self.depth:
+            log.warning("shutdown grace period over with %d requests unanswered", self.depth)
+        self._task.cancel()
+        self._model_thread.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,161 @@
+"""Micro-batching and backpressure: shared model calls, bounded waiting, nothing lost."""
+
+import asyncio
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from healer.batching import Batcher
+from healer.engine import Query
+from healer.errors import Busy, NotReady, TimedOut
+from healer.fake_engine import FakeEngine
+from healer.medgemma import MedGemmaEngine
+from healer.settings import Settings
+from main import create_app
+from tests.conftest import demo_settings
+from tests.test_predict import predict
+
+
+@pytest.fixture(scope="module")
+def engine(demo_model_dir):
+    return MedGemmaEngine.load(demo_settings(demo_model_dir))
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def test_concurrent_requests_share_one_batch_and_keep_their_own_answers(engine, he_tile):
+    tiles = [he_tile.crop((x, x, x + 400, x + 400)) for x in (0, 300, 600)]
+    queries = [Query(tiles[0], "Is there adenocarcinoma?"), Query(tiles[1], "Any tumour?"),
+               Query(tiles[2], "Is colorectal cancer present in this image? Answer yes or no.")]
+    solo = [engine.generate([q])[0] for q in queries]
+    sizes = []
+
+    async def together():
+        batcher = Batcher(engine, max_batch_size=4, max_wait_ms=500, on_batch=lambda n, s: sizes.append(n))
+        results = await asyncio.gather(*(batcher.submit(q) for q in queries))
+        await batcher.drain(grace_s=1)
+        return results
+
+    batched = run(together())
+    assert sizes == [3]
+    for alone, shared in zip(solo, batched):
+        assert shared.p_yes == pytest.approx(alone.p_yes, abs=5e-3)
+        assert shared.first_token_label == alone.first_token_label
+
+
+def test_answer_only_and_explained_requests_are_not_mixed(he_tile):
+    engine, sizes = FakeEngine(), []
+
+    async def scenario():
+        batcher = Batcher(engine, max_batch_size=8, max_wait_ms=200, on_batch=lambda n, s: sizes.append(n))
+        await asyncio.gather(*(batcher.submit(Query(he_tile, "q", explain=i % 2 == 0)) for i in range(4)))
+        await batcher.drain(grace_s=1)
+
+    run(scenario())
+    assert sorted(sizes) == [2, 2]
+
+
+def test_a_full_queue_refuses_at_once_and_every_accepted_request_completes(he_tile):
+    engine = FakeEngine(delay_s=0.3)
+
+    async def scenario():
+        batcher = Batcher(engine, max_batch_size=1, max_wait_ms=0, max_queue=2)
+        accepted = [asyncio.create_task(batcher.submit(Query(he_tile, "q0")))]
+        await asyncio.sleep(0.05)  # q0 is running
+        accepted += [asyncio.create_task(batcher.submit(Query(he_tile, f"q{i}"))) for i in (1, 2)]
+        await asyncio.sleep(0.05)  # q1 and q2 wait: the queue is full
+        with pytest.raises(Busy) as refused:
+            await batcher.submit(Query(he_tile, "one too many"))
+        results = await asyncio.gather(*accepted)
+        await batcher.drain(grace_s=1)
+        return refused.value, results
+
+    refused, results = run(scenario())
+    assert refused.retry_after_s >= 1 and refused.headers == {"Retry-After": str(refused.retry_after_s)}
+    assert len(results) == 3
+    assert [q.question for q in engine.queries] == ["q0", "q1", "q2"]
+
+
+def test_a_request_that_waits_too_long_times_out_and_frees_its_place(he_tile):
+    engine = FakeEngine(delay_s=0.5)
+
+    async def scenario():
+        batcher = Batcher(engine, max_batch_size=1, max_wait_ms=0, max_queue=1)
+        first = asyncio.create_task(batcher.submit(Query(he_tile, "first")))
+        await asyncio.sleep(0.05)
+        with pytest.raises(TimedOut):
+            await batcher.submit(Query(he_tile, "impatient"), timeout_s=0.1)
+        assert batcher.depth == 1  # only the running one: the queue slot is free again
+        await batcher.submit(Query(he_tile, "next"))  # would be Busy if the place were not freed
+        await first
+        await batcher.drain(grace_s=1)
+
+    run(scenario())
+    assert [q.question for q in engine.queries] == ["first", "next"]
+
+
+def test_draining_finishes_accepted_work_and_refuses_new_work(he_tile):
+    engine = FakeEngine(delay_s=0.2)
+
+    async def scenario():
+        batcher = Batcher(engine, max_batch_size=2, max_wait_ms=0)
+        accepted = [asyncio.create_task(batcher.submit(Query(he_tile, f"q{i}"))) for i in range(3)]
+        await asyncio.sleep(0.01)
+        await batcher.drain(grace_s=5)
+        assert all(task.done() and not task.exception() for task in accepted)
+        with pytest.raises(NotReady):
+            await batcher.submit(Query(he_tile, "late"))
+
+    run(scenario())
+    assert len(engine.queries) == 3
+
+
+@pytest.mark.parametrize("bad", [{"max_batch_size": 0}, {"max_queue": 0}, {"max_wait_ms": -1}])
+def test_bad_batching_settings_are_refused_with_a_reason(bad):
+    async def scenario():
+        Batcher(FakeEngine(), **bad)
+
+    with pytest.raises(ValueError, match="must be"):
+        run(scenario())
+
+
+def test_http_overload_is_503_with_retry_after(tmp_path, he_tile_png):
+    import threading
+
+    engine = FakeEngine(delay_s=1.0)
+    settings = Settings(model_dir=tmp_path, max_batch_size=1, max_queue=1, cache_size=0)
+    with TestClient(create_app(settings, engine=engine)) as client:
+        workers = [threading.Thread(target=predict, args=(client, he_tile_png)) for _ in range(2)]
+        for worker in workers:
+            worker.start()
+        assert engine.running.wait(5)
+        deadline = time.monotonic() + 5
+        while client.app.state.service.batcher.depth < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)  # one running, one waiting: the queue is full
+        response = predict(client, he_tile_png)
+        for worker in workers:
+            worker.join()
+    assert response.status_code == 503
+    assert response.json()["error"] == "busy"
+    assert int(response.headers["retry-after"]) >= 1
+    assert len(engine.queries) == 2
+
+
+def test_http_timeout_is_504(tmp_path, he_tile_png):
+    settings = Settings(model_dir=tmp_path, request_timeout_s=0.1)
+    with TestClient(create_app(settings, engine=FakeEngine(delay_s=0.5))) as client:
+        response = predict(client, he_tile_png)
+    assert response.status_code == 504
+    assert response.json()["error"] == "timeout"
+
+
+def test_the_same_image_and_question_is_answered_from_the_cache(fake_client, fake_engine, he_tile_png):
+    first = predict(fake_client, he_tile_png).json()
+    second = predict(fake_client, he_tile_png).json()
+    other_question = predict(fake_client, he_tile_png, question="Other?").json()
+    assert (first["cached"], second["cached"], other_question["cached"]) == (False, True, False)
+    assert second["answer"] == first["answer"] and second["probability"] == first["probability"]
+    assert len(fake_engine.queries) == 2
