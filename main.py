@@ -5,6 +5,7 @@
 """
 
 import logging
+import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from healer import routes
 from healer.engine import Engine
 from healer.handlers import install_error_handlers
 from healer.logs import setup_logging
+from healer.metrics import MODEL_LOAD
 from healer.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from healer.prompts import DEMO_WARNING, DISCLAIMER
 from healer.service import ScreeningService
@@ -40,21 +42,24 @@ def load_engine(settings: Settings) -> Engine:
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
     settings = settings or Settings()
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        started = time.perf_counter()
         try:
             service = ScreeningService(engine or load_engine(settings), settings)
         except Exception as error:
             log.critical("cannot start: %s", error)
             raise
+        MODEL_LOAD.set(time.perf_counter() - started)
         app.state.service = service
         log.info("ready: %s on %s", service.model_card.id, service.model_card.device)
         yield
         await service.close()
 
     app = FastAPI(title="Healer", description=DISCLAIMER, version="1.0.0", lifespan=lifespan)
+    app.state.settings = settings
     # Outermost last: request id around everything, CORS headers on every answer, 413s included.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes + MULTIPART_SLACK)
     if settings.cors_origins:
@@ -81,5 +86,5 @@ if __name__ == "__main__":
     # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal once its own
     # handler is gone; this no-op receives it, so a graceful shutdown exits 0.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    uvicorn.run(app, host=settings.host, port=settings.port, access_log=False,
+    uvicorn.run(app, host=settings.host, port=settings.port, access_log=False, log_config=None,
                 timeout_graceful_shutdown=settings.shutdown_grace_s)

@@ -6,6 +6,7 @@
     ├── TooLarge                        413  upload_too_large    body over MAX_UPLOAD_MB
     │   └── TooManyPixels               413  image_too_large     over MAX_IMAGE_PIXELS (bombs)
     ├── BadQuestion                     422  question_too_long
+    ├── Unauthorized                    401  unauthorized        API_KEY set, X-API-Key wrong
     ├── NotReady                        503  model_not_ready
     ├── Busy                            503  busy                queue full; Retry-After says when
     └── TimedOut                        504  timeout             REQUEST_TIMEOUT_S passed
@@ -52,6 +53,12 @@ class TooManyPixels(TooLarge):
 class BadQuestion(HealerError):
     status = 422
     code = "question_too_long"
+
+
+class Unauthorized(HealerError):
+    status = 401
+    code = "unauthorized"
+    message = "This service needs an API key in the X-API-Key header."
 
 
 class NotReady(HealerError):

@@ -1,4 +1,5 @@
-"""Per-request context (request id, access log line, last-resort 500) and the body limit.
+"""Per-request context (request id, security headers, access log line and metrics, the
+last-resort 500) and the streamed body limit.
 
 The request id comes from the client's X-Request-ID when it is a sane token, else it is new;
 it is echoed in the response header and in every error body. An exception no handler took is
@@ -18,8 +19,27 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from healer.errors import HealerError
 from healer.handlers import UPLOAD_TOO_LARGE, error_response
 from healer.logs import request_id
+from healer.metrics import observe_request
 
 _SANE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_ALWAYS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+# The page loads only its own files; images are previewed from blob: URLs.
+_PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def _security_headers(path: str) -> dict[str, str]:
+    if path.startswith("/app"):
+        return {**_ALWAYS, "Content-Security-Policy": _PAGE_CSP}
+    # Answers about patients' tissue must not sit in shared caches.
+    return {**_ALWAYS, "Cache-Control": "no-store"}
 access_log = logging.getLogger("healer.access")
 log = logging.getLogger(__name__)
 
@@ -42,7 +62,10 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message)["X-Request-ID"] = rid
+                headers = MutableHeaders(scope=message)
+                headers["X-Request-ID"] = rid
+                for name, value in _security_headers(scope["path"]).items():
+                    headers.setdefault(name, value)
             await send(message)
 
         try:
@@ -53,10 +76,9 @@ class RequestContextMiddleware:
                 raise
             await error_response(500, HealerError.code, HealerError.message)(scope, receive, send_with_id)
         finally:
-            access_log.info(
-                "%s %s %d %.1f ms",
-                scope["method"], scope["path"], status, (time.perf_counter() - started) * 1000,
-            )
+            seconds = time.perf_counter() - started
+            access_log.info("%s %s %d %.1f ms", scope["method"], scope["path"], status, seconds * 1000)
+            observe_request(scope, status, seconds)
             request_id.reset(token)
 
 

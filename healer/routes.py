@@ -1,10 +1,12 @@
-"""The HTTP surface: the health check Cloud Run probes, and the screening question."""
+"""The HTTP surface: the health check Cloud Run probes, the screening question, metrics."""
 
+import hmac
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Header, Request, Response, UploadFile
 
-from healer.errors import BadQuestion, NotReady
+from healer import metrics
+from healer.errors import BadQuestion, NotReady, Unauthorized
 from healer.prompts import DEFAULT_QUESTION
 from healer.schemas import ErrorBody, Health, Prediction
 from healer.service import ScreeningService
@@ -19,7 +21,19 @@ def get_service(request: Request) -> ScreeningService:
     return service
 
 
+def require_api_key(
+    request: Request, x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None
+) -> None:
+    """On top of Cloud Run IAM: when API_KEY is set, the caller must present it (constant time)."""
+    expected = request.app.state.settings.api_key
+    if expected is None:
+        return
+    if not hmac.compare_digest((x_api_key or "").encode(), expected.get_secret_value().encode()):
+        raise Unauthorized()
+
+
 Service = Annotated[ScreeningService, Depends(get_service)]
+ApiKey = Depends(require_api_key)
 
 
 def _errors(*statuses: int) -> dict:
@@ -35,8 +49,9 @@ async def health(service: Service) -> Health:
 @router.post(
     "/predict",
     response_model=Prediction,
-    responses=_errors(400, 413, 415, 422, 503),
+    responses=_errors(400, 401, 413, 415, 422, 503, 504),
     summary="Ask the screening question about one H&E image",
+    dependencies=[ApiKey],
 )
 async def predict(
     service: Service,
@@ -50,3 +65,9 @@ async def predict(
     if len(question) > limit:
         raise BadQuestion(f"The question is longer than {limit} characters.")
     return await service.predict(await image_file.read(), question, explain)
+
+
+@router.get("/metrics", include_in_schema=False, dependencies=[ApiKey])
+async def prometheus_metrics() -> Response:
+    body, content_type = metrics.exposition()
+    return Response(body, media_type=content_type)

@@ -9,7 +9,7 @@ import time
 
 from starlette.concurrency import run_in_threadpool
 
-from healer import answers
+from healer import answers, metrics
 from healer.batching import Batcher
 from healer.cache import LRUCache, cache_key
 from healer.engine import Engine, Query
@@ -22,13 +22,15 @@ from healer.settings import Settings
 class ScreeningService:
     """Create inside a running event loop (the app's lifespan): the batcher starts a task."""
 
-    def __init__(self, engine: Engine, settings: Settings, on_batch=lambda size, seconds: None):
+    def __init__(self, engine: Engine, settings: Settings):
         self.engine = engine
         self.settings = settings
         self.model_card = ModelCard(**vars(engine.info))
         self.batcher = Batcher(
-            engine, settings.max_batch_size, settings.batch_wait_ms, settings.max_queue, on_batch
+            engine, settings.max_batch_size, settings.batch_wait_ms, settings.max_queue,
+            on_batch=metrics.observe_batch,
         )
+        metrics.QUEUE_DEPTH.set_function(lambda: self.batcher.depth)
         self.cache: LRUCache[Prediction] = LRUCache(settings.cache_size)
 
     def health(self) -> Health:
@@ -38,6 +40,7 @@ class ScreeningService:
         started = time.perf_counter()
         key = cache_key(data, question, explain)
         if cached := self.cache.get(key):
+            metrics.CACHE_HITS.inc()
             return cached.model_copy(update={"cached": True, "timings_ms": {"total": _ms_since(started)}})
         image = await run_in_threadpool(decode_image, data, self.settings.max_image_pixels)
         decoded = time.perf_counter()

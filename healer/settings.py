@@ -7,7 +7,7 @@ message naming the variable.
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MEBIBYTE = 1024 * 1024
@@ -37,7 +37,9 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=1, le=65535)
     cors_origins: Annotated[list[str], NoDecode] = []
+    api_key: SecretStr | None = None  # when set, /predict and /metrics need it in X-API-Key
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "text", "json"] = "auto"  # auto: JSON on Cloud Run (K_SERVICE set)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

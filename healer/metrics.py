@@ -1,0 +1,31 @@
+"""Prometheus metrics, served at /metrics (prometheus-client's text format).
+
+Route labels are route templates, never raw paths, so a scanner cannot blow up cardinality.
+"""
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+SECONDS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
+
+REQUESTS = Counter("healer_requests_total", "HTTP requests answered", ["route", "method", "status"])
+LATENCY = Histogram("healer_request_seconds", "HTTP request latency", ["route"], buckets=SECONDS)
+QUEUE_DEPTH = Gauge("healer_queue_depth", "Requests accepted and not yet answered")
+BATCH_SIZE = Histogram("healer_batch_size", "Queries per model call", buckets=(1, 2, 4, 8, 16, 32, 64))
+INFERENCE = Histogram("healer_inference_seconds", "Model time per batch", buckets=SECONDS)
+MODEL_LOAD = Gauge("healer_model_load_seconds", "Time to load and warm up the model")
+CACHE_HITS = Counter("healer_cache_hits_total", "Answers served from the cache")
+
+
+def observe_request(scope: dict, status: int, seconds: float) -> None:
+    route = getattr(scope.get("route"), "path", None) or "unmatched"
+    REQUESTS.labels(route, scope["method"], str(status)).inc()
+    LATENCY.labels(route).observe(seconds)
+
+
+def observe_batch(size: int, seconds: float) -> None:
+    BATCH_SIZE.observe(size)
+    INFERENCE.observe(seconds)
+
+
+def exposition() -> tuple[bytes, str]:
+    return generate_latest(), CONTENT_TYPE_LATEST
