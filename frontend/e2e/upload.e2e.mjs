@@ -36,17 +36,19 @@ function freePort() {
 
 async function waitForHealth(url, timeoutMs) {
   const deadline = Date.now() + timeoutMs;
+  let last = "no attempt";
   while (Date.now() < deadline) {
     if (server.exitCode !== null) throw new Error(`the service exited (${server.exitCode}):\n${serverLog}`);
     try {
-      const response = await fetch(url);
+      const response = await fetch(url, { signal: AbortSignal.timeout(5000) });
       if (response.status === 200) return response.json();
-    } catch {
-      // not listening yet
+      last = `HTTP ${response.status}`;
+    } catch (error) {
+      last = String(error?.cause ?? error); // not listening yet, or an attempt that hung
     }
     await new Promise((ok) => setTimeout(ok, 500));
   }
-  throw new Error(`no 200 from ${url} within ${timeoutMs / 1000} s:\n${serverLog}`);
+  throw new Error(`no 200 from ${url} within ${timeoutMs / 1000} s (last: ${last}):\n${serverLog}`);
 }
 
 before(async () => {
@@ -133,7 +135,7 @@ test("a real H&E image gets an answer from the real service, readable from deskt
   await page.setViewportSize({ width: 375, height: 812 });
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
   assert.ok(overflow <= 0, `horizontal scroll at 375 px: the page is ${overflow} px too wide`);
-  assert.ok(await badge && (await result.locator(".badge").isVisible()), "badge visible at phone width");
+  assert.ok(await result.locator(".badge").isVisible(), "badge visible at phone width");
   await page.screenshot({ path: join(artifacts, "upload-page.png"), fullPage: true });
   assert.deepEqual(pageErrors, []);
   await page.close();
@@ -150,7 +152,7 @@ test("a file that is not an image is refused by the real service and explained i
   const alert = page.getByRole("alert");
   await alert.waitFor({ timeout: ANSWER_TIMEOUT_MS });
   const text = await alert.innerText();
-  assert.match(text, /(Unsupported file|Image could not be read)/, text);
+  assert.match(text, /Unsupported file/, text); // 415 unsupported_image
   assert.match(text, /Reference: [A-Za-z0-9]+/, "the request id from the real service");
   assert.ok(await page.getByRole("note", { name: "Disclaimer" }).isVisible());
   await page.close();

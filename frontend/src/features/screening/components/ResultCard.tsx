@@ -56,9 +56,7 @@ export const ResultCard = forwardRef<HTMLElement, Props>(function ResultCard({ p
       <ProbabilityBar probability={prediction.probability} />
       <h3 className="subhead">Explanation</h3>
       <p className="explanation">{prediction.explanation || <span className="muted">No explanation was asked for.</span>}</p>
-      <details className="details">
-        <summary>Question, model and timing</summary>
-        <dl className="facts">
+      <dl className="facts">
           <dt>Question</dt>
           <dd>{prediction.question}</dd>
           <dt>Model</dt>
@@ -70,8 +68,7 @@ export const ResultCard = forwardRef<HTMLElement, Props>(function ResultCard({ p
           <dd>
             model {formatMs(timings.model)} · total {formatMs(timings.total)}
           </dd>
-        </dl>
-      </details>
+      </dl>
     </section>
   );
 });

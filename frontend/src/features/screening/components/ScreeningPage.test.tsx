@@ -26,7 +26,7 @@ describe("ScreeningPage", () => {
   it("shows the disclaimer and the default question before the service has answered", () => {
     mockService([], hanging);
     render(<ScreeningPage />);
-    expect(disclaimer()).toHaveTextContent(/screening aid, not a diagnosis/i);
+    expect(disclaimer()).toHaveTextContent(/screening aid only, not a diagnosis/i);
     expect(screen.getByLabelText(/^question/i)).toHaveAttribute("placeholder", DEFAULT_QUESTION);
     expect(screen.getByRole("button", { name: "Analyse image" })).toBeDisabled();
   });

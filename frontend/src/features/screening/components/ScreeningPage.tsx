@@ -118,7 +118,7 @@ export function ScreeningPage() {
 
       <div className="container notices">
         <p className="disclaimer" role="note" aria-label="Disclaimer">
-          <strong>Screening aid, not a diagnosis.</strong> {health?.disclaimer ?? DISCLAIMER}
+          <strong>Disclaimer.</strong> {health?.disclaimer ?? DISCLAIMER}
         </p>
         {demo && (
           <p className="demo-banner" role="note" aria-label="Demo model">
