@@ -148,6 +148,12 @@ export interface components {
             timings_ms: {
                 [key: string]: number;
             };
+            /**
+             * Cached
+             * @description Answered from memory: same image bytes, question and mode
+             * @default false
+             */
+            cached: boolean;
             /** Disclaimer */
             disclaimer: string;
         };

@@ -18,6 +18,7 @@ export function prediction(overrides: Partial<Prediction> = {}): Prediction {
     question: "Is colorectal cancer present?",
     model: { ...MODEL },
     timings_ms: { decode_image: 4, preprocess: 12, model: 21300, total: 21350 },
+    cached: false,
     disclaimer: "Screening aid only, not a diagnosis (from the service).",
     ...overrides,
   };

@@ -66,7 +66,9 @@ export const ResultCard = forwardRef<HTMLElement, Props>(function ResultCard({ p
           </dd>
           <dt>Timing</dt>
           <dd>
-            model {formatMs(timings.model)} · total {formatMs(timings.total)}
+            {prediction.cached
+              ? `answered from the service's cache (same image and question) · total ${formatMs(timings.total)}`
+              : `model ${formatMs(timings.model)} · total ${formatMs(timings.total)}`}
           </dd>
       </dl>
     </section>

@@ -66,6 +66,15 @@ describe("ScreeningPage", () => {
     expect(within(result).getByRole("meter")).toHaveAttribute("aria-valuenow", String(Math.round(probability * 100)));
   });
 
+  it("says when the service answered from its cache", async () => {
+    mockService([json(200, prediction({ cached: true }))]);
+    const user = userEvent.setup();
+    render(<ScreeningPage />);
+    await uploadAndSubmit(user);
+    const result = await screen.findByRole("region", { name: /answer/i });
+    expect(within(result).getByText(/answered from the service's cache/)).toBeInTheDocument();
+  });
+
   it("sends the question the user typed", async () => {
     const fetchMock = mockService([json(200, prediction())]);
     const user = userEvent.setup();
