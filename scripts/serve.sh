@@ -25,4 +25,9 @@ if ! complete "$MODEL_DIR"; then
 MSG
   fi
 fi
+# The upload page at /app/: built once when missing and npm is at hand; the API works without it.
+if [[ ! -d frontend/dist ]] && command -v npm >/dev/null; then
+  { npm --prefix frontend ci --no-audit --no-fund && npm --prefix frontend run build; } \
+    || echo "serve: could not build the page (frontend/); serving the API only" >&2
+fi
 exec "$py" main.py

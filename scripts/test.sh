@@ -5,3 +5,4 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 
 .venv/bin/python -m pytest "$@"
+scripts/test-frontend.sh

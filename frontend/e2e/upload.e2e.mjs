@@ -1,0 +1,159 @@
+// The one real-browser test: Debian chromium, the built page (frontend/dist), the REAL service
+// running the tiny random-weight demo model. Run `npm run build` first; `npm run e2e` runs this.
+//
+//   UPDATE_DOCS_SCREENSHOT=1 npm run e2e    also rewrites docs/screenshot.png
+import assert from "node:assert/strict";
+import { execFileSync, spawn } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { after, before, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const python = process.env.HEALER_PYTHON ?? join(repo, ".venv", "bin", "python");
+const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const artifacts = join(repo, "test-artifacts");
+const ANSWER_TIMEOUT_MS = 120_000;
+
+let server;
+let serverLog = "";
+let browser;
+let base;
+const temp = mkdtempSync(join(tmpdir(), "healer-e2e-"));
+
+function freePort() {
+  return new Promise((ok, fail) => {
+    const probe = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = probe.address();
+      probe.close(() => ok(port));
+    });
+    probe.on("error", fail);
+  });
+}
+
+async function waitForHealth(url, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  let last = "no attempt";
+  while (Date.now() < deadline) {
+    if (server.exitCode !== null) throw new Error(`the service exited (${server.exitCode}):\n${serverLog}`);
+    try {
+      const response = await fetch(url, { signal: AbortSignal.timeout(5000) });
+      if (response.status === 200) return response.json();
+      last = `HTTP ${response.status}`;
+    } catch (error) {
+      last = String(error?.cause ?? error); // not listening yet, or an attempt that hung
+    }
+    await new Promise((ok) => setTimeout(ok, 500));
+  }
+  throw new Error(`no 200 from ${url} within ${timeoutMs / 1000} s (last: ${last}):\n${serverLog}`);
+}
+
+before(async () => {
+  assert.ok(existsSync(join(repo, "frontend", "dist", "index.html")), "frontend/dist is missing: run `npm run build` first");
+  assert.ok(existsSync(chromiumPath), `${chromiumPath} is missing: apt-get install -y chromium`);
+  mkdirSync(artifacts, { recursive: true });
+
+  const modelDir = join(temp, "demo-model");
+  execFileSync(python, ["download.py", "--demo"], { cwd: repo, env: { ...process.env, MODEL_DIR: modelDir }, stdio: "pipe" });
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  server = spawn(python, ["main.py"], {
+    cwd: repo,
+    env: { ...process.env, MODEL_DIR: modelDir, QUANTIZATION: "none", PORT: String(port), HOST: "127.0.0.1" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  server.stdout.on("data", (chunk) => (serverLog += chunk));
+  server.stderr.on("data", (chunk) => (serverLog += chunk));
+  const health = await waitForHealth(`${base}/`, 180_000);
+  assert.equal(health.model.demo, true, "the e2e service should run the demo model");
+
+  browser = await chromium.launch({
+    executablePath: chromiumPath,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  if (server && server.exitCode === null) {
+    const exited = new Promise((ok) => server.once("exit", ok));
+    server.kill("SIGTERM");
+    const timer = setTimeout(() => server.kill("SIGKILL"), 10_000);
+    await exited;
+    clearTimeout(timer);
+  }
+  rmSync(temp, { recursive: true, force: true });
+});
+
+function heImage() {
+  const path = execFileSync(python, ["-c",
+    "import importlib.util,os;print(os.path.join(importlib.util.find_spec('tiatoolbox').submodule_search_locations[0],'data','target_image.png'))",
+  ], { encoding: "utf8" }).trim();
+  assert.ok(existsSync(path), `the H&E test image is missing: ${path}`);
+  return path;
+}
+
+test("a real H&E image gets an answer from the real service, readable from desktop to phone width", async () => {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const pageErrors = [];
+  page.on("pageerror", (error) => pageErrors.push(String(error)));
+  await page.goto(`${base}/app/`);
+
+  const disclaimer = page.getByRole("note", { name: "Disclaimer" });
+  await disclaimer.waitFor();
+  await page.getByText(/Service ready/).waitFor();
+  assert.ok(await page.getByRole("note", { name: "Demo model" }).isVisible(), "demo banner after the health check");
+
+  await page.getByLabel("Choose an H&E image").setInputFiles(heImage());
+  await page.getByRole("img", { name: "Preview of target_image.png" }).first().waitFor();
+  await page.getByRole("button", { name: "Analyse image" }).click();
+
+  const result = page.getByRole("region", { name: /Answer/ });
+  await result.waitFor({ timeout: ANSWER_TIMEOUT_MS });
+  const badge = (await result.locator(".badge").innerText()).trim();
+  assert.match(badge, /^(YES|NO|UNCERTAIN)$/);
+  const meter = result.getByRole("meter");
+  assert.ok(await meter.isVisible(), "probability bar visible");
+  const percent = Number(await meter.getAttribute("aria-valuenow"));
+  const shown = Number(await result.locator(".probability-number").innerText());
+  assert.ok(percent >= 0 && percent <= 100, `aria-valuenow ${percent}`);
+  assert.equal(Math.round(shown * 100), percent, "the number and the bar agree");
+  assert.ok(await disclaimer.isVisible(), "disclaimer visible with the answer");
+  assert.ok(await page.getByRole("note", { name: "Demo model" }).isVisible(), "demo banner visible with the answer");
+  assert.equal(await page.evaluate(() => document.activeElement?.getAttribute("aria-labelledby")), "result-title", "focus on the result");
+  assert.equal(await page.getByRole("list", { name: "Results" }).getByRole("listitem").count(), 1);
+
+  await page.screenshot({ path: join(artifacts, "upload-page-desktop.png"), fullPage: true });
+  if (process.env.UPDATE_DOCS_SCREENSHOT) {
+    await page.screenshot({ path: join(repo, "docs", "screenshot.png"), fullPage: true });
+  }
+
+  await page.setViewportSize({ width: 375, height: 812 });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  assert.ok(overflow <= 0, `horizontal scroll at 375 px: the page is ${overflow} px too wide`);
+  assert.ok(await result.locator(".badge").isVisible(), "badge visible at phone width");
+  await page.screenshot({ path: join(artifacts, "upload-page.png"), fullPage: true });
+  assert.deepEqual(pageErrors, []);
+  await page.close();
+});
+
+test("a file that is not an image is refused by the real service and explained in words", async () => {
+  const page = await browser.newPage({ viewport: { width: 375, height: 812 } });
+  await page.goto(`${base}/app/`);
+  await page.getByText(/Service ready/).waitFor();
+  const notes = join(temp, "notes.png");
+  writeFileSync(notes, "these are notes, not pixels");
+  await page.getByLabel("Choose an H&E image").setInputFiles(notes);
+  await page.getByRole("button", { name: "Analyse image" }).click();
+  const alert = page.getByRole("alert");
+  await alert.waitFor({ timeout: ANSWER_TIMEOUT_MS });
+  const text = await alert.innerText();
+  assert.match(text, /Unsupported file/, text); // 415 unsupported_image
+  assert.match(text, /Reference: [A-Za-z0-9]+/, "the request id from the real service");
+  assert.ok(await page.getByRole("note", { name: "Disclaimer" }).isVisible());
+  await page.close();
+});

@@ -1,0 +1,5 @@
+import { ScreeningPage } from "../features/screening/components/ScreeningPage";
+
+export function App() {
+  return <ScreeningPage />;
+}

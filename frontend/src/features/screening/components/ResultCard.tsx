@@ -1,0 +1,76 @@
+import { forwardRef } from "react";
+import type { Prediction } from "../../../api/client";
+import { formatMs } from "../files";
+
+const ANSWER_WORD = { yes: "YES", no: "NO", uncertain: "UNCERTAIN" } as const;
+const ANSWER_HINT = {
+  yes: "Features suggestive of colorectal cancer",
+  no: "No features of colorectal cancer found",
+  uncertain: "The model's text and its probability disagree",
+} as const;
+
+export function AnswerBadge({ answer }: { answer: Prediction["answer"] }) {
+  return <span className={`badge badge-${answer}`}>{ANSWER_WORD[answer]}</span>;
+}
+
+export function ProbabilityBar({ probability }: { probability: number }) {
+  const percent = Math.round(probability * 100);
+  return (
+    <div className="probability">
+      <div className="probability-label">
+        <span id="probability-label">Probability of “yes”</span>
+        <strong className="probability-number">{probability.toFixed(2)}</strong>
+      </div>
+      <div
+        className="probability-track"
+        role="meter"
+        aria-labelledby="probability-label"
+        aria-valuemin={0}
+        aria-valuemax={100}
+        aria-valuenow={percent}
+        aria-valuetext={`${percent}%`}
+      >
+        <div className="probability-fill" style={{ width: `${percent}%` }} />
+      </div>
+      <div className="probability-scale muted small" aria-hidden="true">
+        <span>0 · no</span>
+        <span>1 · yes</span>
+      </div>
+    </div>
+  );
+}
+
+type Props = { prediction: Prediction; fileName: string };
+
+/** The answer. Focused when it arrives (tabIndex -1) so keyboard and screen-reader users land on it. */
+export const ResultCard = forwardRef<HTMLElement, Props>(function ResultCard({ prediction, fileName }, ref) {
+  const { answer, model, timings_ms: timings } = prediction;
+  return (
+    <section ref={ref} tabIndex={-1} className="panel result" aria-labelledby="result-title">
+      <p className="eyebrow">Result · {fileName}</p>
+      <h2 id="result-title" className="result-title">
+        <span className="visually-hidden">Answer: </span>
+        <AnswerBadge answer={answer} />
+        <span className="result-hint">{ANSWER_HINT[answer]}</span>
+      </h2>
+      <ProbabilityBar probability={prediction.probability} />
+      <h3 className="subhead">Explanation</h3>
+      <p className="explanation">{prediction.explanation || <span className="muted">No explanation was asked for.</span>}</p>
+      <dl className="facts">
+          <dt>Question</dt>
+          <dd>{prediction.question}</dd>
+          <dt>Model</dt>
+          <dd>
+            {model.id}
+            {model.demo ? " (demo, random weights)" : ""} · {model.device} · {model.quantization === "int8" ? "int8" : "full precision"}
+          </dd>
+          <dt>Timing</dt>
+          <dd>
+            {prediction.cached
+              ? `answered from the service's cache (same image and question) · total ${formatMs(timings.total)}`
+              : `model ${formatMs(timings.model)} · total ${formatMs(timings.total)}`}
+          </dd>
+      </dl>
+    </section>
+  );
+});
