@@ -4,9 +4,9 @@ import { formatMs } from "../files";
 
 const ANSWER_WORD = { yes: "YES", no: "NO", uncertain: "UNCERTAIN" } as const;
 const ANSWER_HINT = {
-  yes: "Features suggestive of colorectal cancer",
-  no: "No features of colorectal cancer found",
-  uncertain: "The model's text and its probability disagree",
+  yes: "The model reports features suggestive of colorectal cancer",
+  no: "The model reports no features of colorectal cancer",
+  uncertain: "No clear yes or no from the model: review the image yourself",
 } as const;
 
 export function AnswerBadge({ answer }: { answer: Prediction["answer"] }) {
