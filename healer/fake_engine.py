@@ -20,13 +20,13 @@ class FakeEngine(Engine):
         self.first_token_label = first_token_label
         self.delay_s = delay_s
         self.info = ModelInfo("fake/engine", None, "cpu", "none", demo=True)
-        self.queries: list[Query] = []
+        self.questions: list[str] = []  # what it was asked (not the images: load tests stay small)
         self.running = threading.Event()  # set while a batch is being answered
 
     def generate(self, queries: Sequence[Query]) -> list[Generation]:
         self.running.set()
         try:
-            self.queries.extend(queries)
+            self.questions.extend(q.question for q in queries)
             time.sleep(self.delay_s)
             return [
                 Generation(

@@ -76,7 +76,7 @@ def test_a_full_queue_refuses_at_once_and_every_accepted_request_completes(he_ti
     refused, results = run(scenario())
     assert refused.retry_after_s >= 1 and refused.headers == {"Retry-After": str(refused.retry_after_s)}
     assert len(results) == 3
-    assert [q.question for q in engine.queries] == ["q0", "q1", "q2"]
+    assert engine.questions == ["q0", "q1", "q2"]
 
 
 def test_a_request_that_waits_too_long_times_out_and_frees_its_place(he_tile):
@@ -94,7 +94,7 @@ def test_a_request_that_waits_too_long_times_out_and_frees_its_place(he_tile):
         await batcher.drain(grace_s=1)
 
     run(scenario())
-    assert [q.question for q in engine.queries] == ["first", "next"]
+    assert engine.questions == ["first", "next"]
 
 
 def test_draining_finishes_accepted_work_and_refuses_new_work(he_tile):
@@ -110,7 +110,7 @@ def test_draining_finishes_accepted_work_and_refuses_new_work(he_tile):
             await batcher.submit(Query(he_tile, "late"))
 
     run(scenario())
-    assert len(engine.queries) == 3
+    assert len(engine.questions) == 3
 
 
 @pytest.mark.parametrize("bad", [{"max_batch_size": 0}, {"max_queue": 0}, {"max_wait_ms": -1}])
@@ -141,7 +141,7 @@ def test_http_overload_is_503_with_retry_after(tmp_path, he_tile_png):
     assert response.status_code == 503
     assert response.json()["error"] == "busy"
     assert int(response.headers["retry-after"]) >= 1
-    assert len(engine.queries) == 2
+    assert len(engine.questions) == 2
 
 
 def test_http_timeout_is_504(tmp_path, he_tile_png):
@@ -158,4 +158,4 @@ def test_the_same_image_and_question_is_answered_from_the_cache(fake_client, fak
     other_question = predict(fake_client, he_tile_png, question="Other?").json()
     assert (first["cached"], second["cached"], other_question["cached"]) == (False, True, False)
     assert second["answer"] == first["answer"] and second["probability"] == first["probability"]
-    assert len(fake_engine.queries) == 2
+    assert len(fake_engine.questions) == 2

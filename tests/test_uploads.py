@@ -120,7 +120,7 @@ def test_a_body_over_max_upload_mb_is_413_before_the_model_sees_it(demo_model_di
         response = predict(small, b"\x89PNG" + b"0" * (2 * 1024 * 1024))
     assert response.status_code == 413
     assert response.json()["error"] == "upload_too_large"
-    assert fake_engine.queries == []
+    assert fake_engine.questions == []
 
 
 def test_a_chunked_body_over_the_limit_is_cut_off_while_streaming(demo_model_dir, fake_engine):
@@ -141,7 +141,7 @@ def test_a_chunked_body_over_the_limit_is_cut_off_while_streaming(demo_model_dir
                               headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
     assert response.status_code == 413
     assert response.json()["error"] == "upload_too_large"
-    assert fake_engine.queries == []
+    assert fake_engine.questions == []
 
 
 def test_an_image_over_the_pixel_limit_is_413(demo_model_dir, fake_engine, tile):
@@ -150,7 +150,7 @@ def test_an_image_over_the_pixel_limit_is_413(demo_model_dir, fake_engine, tile)
         response = predict(strict, png_bytes(tile))  # 300×200 = 60,000 pixels
     assert response.status_code == 413
     assert response.json()["error"] == "image_too_large"
-    assert fake_engine.queries == []
+    assert fake_engine.questions == []
 
 
 def test_a_decompression_bomb_is_refused_without_decoding_it(client):
