@@ -6,6 +6,7 @@
 # The Hugging Face token only ever reaches the build through a secret mount: never ARG/ENV, so it
 # is in no layer and not in `docker history`. Build args (none is secret):
 #   MODEL_ID, MODEL_REVISION   what download.py fetches (pin MODEL_REVISION to a commit)
+#   MODEL_DIR                  where the weights go in the image (default /app/model)
 #   TORCH_VARIANT              cpu (default) or a CUDA build such as cu128
 #   TORCH_INDEX_URL            where that torch build comes from (PyTorch's index by default;
 #                              any PEP 503 index, e.g. a local mirror, for offline builds)
@@ -51,8 +52,9 @@ COPY healer/__init__.py healer/settings.py healer/model_dir.py healer/hub.py ./h
 ARG MODEL_ID=google/medgemma-4b-it
 ARG MODEL_REVISION=
 ARG HF_ENDPOINT=https://huggingface.co
+ARG MODEL_DIR=/app/model
 # Where the weights live in the image; the service reads the same variable.
-ENV MODEL_DIR=/app/model
+ENV MODEL_DIR=${MODEL_DIR}
 RUN --mount=type=secret,id=hf_token \
     HF_TOKEN="$(cat /run/secrets/hf_token)" HF_HOME=/tmp/hf-home \
     MODEL_ID="${MODEL_ID}" MODEL_REVISION="${MODEL_REVISION}" HF_ENDPOINT="${HF_ENDPOINT}" \

@@ -10,7 +10,8 @@ The set-up, all local because Docker Hub, Hugging Face and PyTorch's index are u
   Node.js (tests/container/base_images.sh), each made once and cached.
 - Weights: the tiny demo model, served by tests/fake_hub.py on the host as a *gated* repo.
   The Dockerfile is built unchanged: `HF_ENDPOINT` and `MODEL_ID` are build args, the token is
-  a BuildKit secret, and `download.py` fetches the weights in the build as it would MedGemma.
+  a BuildKit secret read from an environment variable (as cloudbuild.yaml passes it), and
+  `download.py` fetches the weights in the build as it would MedGemma.
 - torch: this machine's CPU wheel, served as a PEP 503 index on loopback (`TORCH_INDEX_URL`).
 
 Then the image runs; the test waits for `GET /`, posts a real H&E image, and checks that the
@@ -157,24 +158,22 @@ def image(docker_env, tmp_path_factory):
     shutil.copy(TORCH_WHEEL, index)
     (index / "index.html").write_text(f'<a href="{TORCH_WHEEL.name.replace("+", "%2B")}">'
                                       f"{TORCH_WHEEL.name}</a>\n")
-    secret = work / "hf_token"
-    secret.write_text(TOKEN)
     log_path = BUILD / "logs" / "build.log"
     with FakeHub(demo, MODEL_ID, token=TOKEN) as hub, _serve_directory(work / "wheels") as wheels:
         started = time.monotonic()
         with open(log_path, "w") as log:
             build = subprocess.run(
                 [DOCKER, "build", "--progress=plain", "--network=host",
-                 "--secret", f"id=hf_token,src={secret}",
+                 "--secret", "id=hf_token,env=HF_TOKEN_FOR_BUILD",
                  "--build-arg", f"MODEL_ID={MODEL_ID}",
                  "--build-arg", f"HF_ENDPOINT={hub.url}",
                  "--build-arg", f"TORCH_INDEX_URL={wheels}/simple",
                  "-t", IMAGE, "."],
-                cwd=ROOT, env=docker_env, stdout=log, stderr=subprocess.STDOUT, timeout=1200,
+                cwd=ROOT, env={**docker_env, "HF_TOKEN_FOR_BUILD": TOKEN},
+                stdout=log, stderr=subprocess.STDOUT, timeout=1200,
             )
         seconds = time.monotonic() - started
         downloads = hub.file_downloads()
-    secret.unlink()
     if build.returncode != 0:
         pytest.fail(f"docker build failed ({seconds:.0f} s):\n{log_path.read_text()[-6000:]}")
     size = int(_docker(docker_env, "image", "inspect", "-f", "{{.Size}}", IMAGE).stdout)
