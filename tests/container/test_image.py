@@ -91,7 +91,7 @@ def docker_env():
     socket_path = home / "docker.sock"
     env = {**os.environ, "DOCKER_HOST": f"unix://{socket_path}", "DOCKER_BUILDKIT": "1"}
     pidfile = home / "dockerd.pid"
-    daemon = None
+    daemon, exec_root = None, None
     if not _docker_ready(env):
         socket_path.unlink(missing_ok=True)
         exec_root = tempfile.mkdtemp(prefix="healer-dockerd-")  # short: it holds sockets
@@ -114,6 +114,10 @@ def docker_env():
             daemon.wait(timeout=30)
         except subprocess.TimeoutExpired:
             daemon.kill()
+            daemon.wait()
+        # dockerd leaves its network namespace mounted in the exec root.
+        subprocess.run(["umount", f"{exec_root}/netns/default"], capture_output=True)
+        shutil.rmtree(exec_root, ignore_errors=True)
 
 
 def _docker_ready(env) -> bool:
