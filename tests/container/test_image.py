@@ -108,6 +108,10 @@ def docker_env():
                 pytest.fail(f"dockerd did not start; see {BUILD / 'logs' / 'dockerd.log'}")
             time.sleep(0.2)
     yield env
+    # Each run's fake Hub and wheel index listen on fresh ports (build args), so the torch and
+    # weights layers are rebuilt every run: keep the cache from growing without bound.
+    _docker(env, "image", "prune", "-f")
+    _docker(env, "builder", "prune", "-f", "--keep-storage", "3gb")
     if daemon is not None:
         daemon.send_signal(signal.SIGTERM)
         try:
