@@ -34,6 +34,11 @@ export function describeError(error: unknown): Problem {
   switch (error.status) {
     case 400:
       return problem("Image could not be read", "The file could not be read as an image: it may be truncated or corrupt. Try another export of the image.");
+    case 401:
+      return problem(
+        "API key required",
+        "This service is set up to require an API key (X-API-Key), which this page does not send. Call the API directly with the key, or ask the service's administrator.",
+      );
     case 413:
       return error.code === "image_too_large"
         ? problem("Image too large", "The image has too many pixels for the service. Crop or downscale it and try again.")

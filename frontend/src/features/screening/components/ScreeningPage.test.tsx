@@ -120,6 +120,7 @@ describe("ScreeningPage", () => {
     ["503 busy with Retry-After", errorBody(503, "busy", "queue full", { "Retry-After": "7" }), /service busy/i, /Service busy — try again in 7 s\./],
     ["503 model loading", errorBody(503, "model_not_ready", "loading"), /model still loading/i, /still loading/i],
     ["504 timeout", errorBody(504, "timeout", "slow"), /took too long/i, /try again/i],
+    ["401 API key required", errorBody(401, "unauthorized", "key"), /api key required/i, /X-API-Key/],
     ["422 question too long", errorBody(422, "question_too_long", "The question is longer than 500 characters."), /not accepted/i, /longer than 500 characters/],
     ["network failure", new TypeError("Failed to fetch"), /service unreachable/i, /could not be reached/i],
   ])("explains %s in words, focuses it and keeps the disclaimer", async (_, answer, title, body) => {
