@@ -82,6 +82,17 @@ class Batcher:
             pending.future.cancel()
             raise TimedOut() from None
 
+    async def run_batch(self, queries: list[Query]) -> list[Generation]:
+        """For background work (slide tiles): one batch on the model thread, taking turns with
+        the request batches, outside the request queue and its limits."""
+        if not self._accepting:
+            raise NotReady("The service is shutting down.")
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        results = await loop.run_in_executor(self._model_thread, self.engine.generate, queries)
+        self.on_batch(len(queries), time.perf_counter() - started)
+        return results
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:

@@ -159,3 +159,20 @@ def test_the_same_image_and_question_is_answered_from_the_cache(fake_client, fak
     assert (first["cached"], second["cached"], other_question["cached"]) == (False, True, False)
     assert second["answer"] == first["answer"] and second["probability"] == first["probability"]
     assert len(fake_engine.questions) == 2
+
+
+def test_background_batches_take_turns_on_the_model_thread(he_tile):
+    engine = FakeEngine(delay_s=0.2)
+
+    async def scenario():
+        batcher = Batcher(engine, max_batch_size=1, max_wait_ms=0, max_queue=1)
+        tiles = asyncio.create_task(batcher.run_batch([Query(he_tile, f"tile{i}", explain=False) for i in range(3)]))
+        await asyncio.sleep(0.01)
+        answer = await batcher.submit(Query(he_tile, "request"))
+        results = await tiles
+        await batcher.drain(grace_s=1)
+        return answer, results
+
+    answer, results = run(scenario())
+    assert len(results) == 3 and answer.p_yes == engine.p_yes
+    assert engine.questions == ["tile0", "tile1", "tile2", "request"]  # one model call at a time
