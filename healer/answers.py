@@ -4,8 +4,10 @@ The rule, so that `answer`, `probability` and the text always agree:
 1. The label is the text's leading word, after markdown and an optional "Answer:" ("**No** —").
    In answer-only mode there is no text: the label is the first token's, when that token is a
    yes/no variant ("Yes", " no", "YES"…).
-2. No label → "uncertain". A label the probability contradicts ("yes" with P(yes) < 0.5, the
-   model torn between variants) → "uncertain". Otherwise the label.
+2. No label → "uncertain". A label the probability contradicts → "uncertain": "yes" needs
+   P(yes) ≥ THRESHOLD, "no" needs P(yes) ≤ THRESHOLD (0.5 by default; a lower one, chosen by
+   the evaluation command for a target sensitivity, turns more answers into "uncertain", which
+   means "refer for review", rather than into a confident "no"). Otherwise the label.
 3. The explanation is the first sentence after the yes/no word.
 `probability` is always P(yes) from the first token's logits, whatever the answer.
 """
@@ -60,15 +62,13 @@ def explanation_complete(text: str) -> bool:
     return first_sentence(split_answer(text)[1]) is not None
 
 
-def decide(generation: Generation) -> Verdict:
+def decide(generation: Generation, threshold: float = 0.5) -> Verdict:
     text = generation.text.strip()
     parsed_label, rest = split_answer(text)
     label = parsed_label if text else generation.first_token_label
     p_yes = generation.p_yes
-    if label is None or (label == "yes" and p_yes < 0.5) or (label == "no" and p_yes > 0.5):
-        answer: Answer = "uncertain"
-    else:
-        answer = label
+    agrees = (label == "yes" and p_yes >= threshold) or (label == "no" and p_yes <= threshold)
+    answer: Answer = label if agrees else "uncertain"  # type: ignore[assignment]
     explanation = first_sentence(rest) or rest
     prediction = text or answer.capitalize()
     return Verdict(answer, p_yes, explanation, prediction)

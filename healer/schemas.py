@@ -29,6 +29,7 @@ class Prediction(BaseModel):
     explanation: str = Field(description="One sentence; empty in answer-only mode")
     prediction: str = Field(description="The model's text as one string, as the first API returned it")
     question: str
+    threshold: float = Field(description="P(yes) a yes needs (THRESHOLD); a no needs P(yes) at most this")
     model: ModelCard
     timings_ms: dict[str, float]
     cached: bool = Field(False, description="Answered from memory: same image bytes, question and mode")

@@ -47,13 +47,14 @@ class ScreeningService:
         generation = await self.batcher.submit(
             Query(image, question, explain), timeout_s=self.settings.request_timeout_s
         )
-        verdict = answers.decide(generation)
+        verdict = answers.decide(generation, self.settings.threshold)
         prediction = Prediction(
             answer=verdict.answer,
             probability=verdict.probability,
             explanation=verdict.explanation,
             prediction=verdict.prediction,
             question=question,
+            threshold=self.settings.threshold,
             model=self.model_card,
             timings_ms={
                 "decode_image": round((decoded - started) * 1000, 1),

@@ -86,3 +86,16 @@ def test_first_sentence_and_split_answer():
     assert first_sentence("Unfinished") is None
     assert split_answer("  **Yes**, definitely.") == ("yes", "definitely.")
     assert split_answer("Nothing here.") == (None, "Nothing here.")
+
+
+@pytest.mark.parametrize(
+    ("text", "p_yes", "answer"),
+    [("Yes. Atypia.", 0.40, "yes"),        # above a sensitive threshold: a yes stands
+     ("No. Normal crypts.", 0.40, "uncertain"),  # the model says no, the threshold says refer
+     ("No. Normal crypts.", 0.10, "no"),
+     ("Yes. Atypia.", 0.30, "uncertain")],
+)
+def test_a_lower_threshold_refers_borderline_noes_for_review(text, p_yes, answer):
+    label = text.split(".")[0].lower()
+    verdict = decide(Generation(text=text, p_yes=p_yes, first_token_label=label), threshold=0.37)
+    assert verdict.answer == answer

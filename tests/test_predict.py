@@ -104,3 +104,17 @@ def test_the_fake_engine_contract_matches_the_real_one(fake_client, he_tile_png)
     assert (body["answer"], body["probability"]) == ("yes", 0.93)
     assert body["explanation"] == "Irregular glands with cribriform architecture invade the stroma."
     assert body["prediction"].startswith("Yes.")
+
+
+def test_the_threshold_in_use_is_reported_and_applied(tmp_path, he_tile_png):
+    from fastapi.testclient import TestClient
+
+    from healer.fake_engine import FakeEngine
+    from healer.settings import Settings
+    from main import create_app
+
+    engine = FakeEngine(text="No. Regular crypts.", p_yes=0.3, first_token_label="no")
+    for threshold, answer in ((0.5, "no"), (0.2, "uncertain")):
+        with TestClient(create_app(Settings(model_dir=tmp_path, threshold=threshold), engine=engine)) as client:
+            body = predict(client, he_tile_png).json()
+        assert (body["threshold"], body["answer"]) == (threshold, answer)

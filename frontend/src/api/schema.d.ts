@@ -143,6 +143,11 @@ export interface components {
             prediction: string;
             /** Question */
             question: string;
+            /**
+             * Threshold
+             * @description P(yes) a yes needs (THRESHOLD); a no needs P(yes) at most this
+             */
+            threshold: number;
             model: components["schemas"]["ModelCard"];
             /** Timings Ms */
             timings_ms: {

@@ -16,6 +16,7 @@ export function prediction(overrides: Partial<Prediction> = {}): Prediction {
     explanation: "Irregular glands with nuclear atypia.",
     prediction: "Yes. Irregular glands with nuclear atypia.",
     question: "Is colorectal cancer present?",
+    threshold: 0.5,
     model: { ...MODEL },
     timings_ms: { decode_image: 4, preprocess: 12, model: 21300, total: 21350 },
     cached: false,

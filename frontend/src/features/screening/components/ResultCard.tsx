@@ -62,8 +62,10 @@ export const ResultCard = forwardRef<HTMLElement, Props>(function ResultCard({ p
           <dt>Model</dt>
           <dd>
             {model.id}
-            {model.demo ? " (demo, random weights)" : ""} · {model.device} · {model.quantization === "int8" ? "int8" : "full precision"}
+            {model.demo ? " (demo, random weights)" : ""} · {model.device} · {model.quantization === "int8" ? "int8" : "bf16"}
           </dd>
+          <dt>Threshold</dt>
+          <dd>a yes needs P(yes) ≥ {prediction.threshold.toFixed(2)}</dd>
           <dt>Timing</dt>
           <dd>
             {prediction.cached

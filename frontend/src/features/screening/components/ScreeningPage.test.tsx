@@ -32,7 +32,7 @@ describe("ScreeningPage", () => {
   });
 
   it("uploads an image, submits it and shows a YES badge with P(yes) as a bar and a number", async () => {
-    const fetchMock = mockService([json(200, prediction({ answer: "yes", probability: 0.87 }))]);
+    const fetchMock = mockService([json(200, prediction({ answer: "yes", probability: 0.87, threshold: 0.37 }))]);
     const user = userEvent.setup();
     render(<ScreeningPage />);
     await uploadAndSubmit(user);
@@ -44,6 +44,7 @@ describe("ScreeningPage", () => {
     expect(within(result).getByText("Irregular glands with nuclear atypia.")).toBeVisible();
     expect(within(result).getByText(/google\/medgemma-4b-it/)).toBeInTheDocument();
     expect(within(result).getByText(/model 21\.3 s · total 21\.4 s/)).toBeInTheDocument();
+    expect(within(result).getByText("a yes needs P(yes) ≥ 0.37")).toBeInTheDocument();
     expect(result).toHaveFocus();
     expect(disclaimer()).toBeVisible();
 
