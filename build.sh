@@ -36,7 +36,7 @@ TAG=${TAG:-$(git rev-parse HEAD 2>/dev/null || date -u +%Y%m%d-%H%M%S)}
 gcloud secrets describe "$HF_SECRET_NAME" --project "$PROJECT_ID" >/dev/null 2>&1 \
   || die "secret $HF_SECRET_NAME not found in $PROJECT_ID: create it with
   printf %s \"\$HF_TOKEN\" | gcloud secrets create $HF_SECRET_NAME --data-file=- --project $PROJECT_ID
-and let Cloud Build read it (see docs/deploy.md)"
+and let Cloud Build read it (see the README, section Build and deploy)"
 
 if ! gcloud artifacts repositories describe "$REPOSITORY_NAME" --location "$REGION" \
     --project "$PROJECT_ID" >/dev/null 2>&1; then

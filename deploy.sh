@@ -5,7 +5,7 @@
 #   PROFILE=gpu PROJECT_ID=my-project ./deploy.sh  gpu: 1 NVIDIA L4, bf16 weights
 #
 # The service is private by default (callers need roles/run.invoker); ALLOW_UNAUTHENTICATED=true
-# makes it public. Sizes come from measurements of the full model (docs/deploy.md): on CPU,
+# makes it public. Sizes come from measurements of the full model (README, "Build and deploy"): on CPU,
 # int8 peaks at ~12.8 GiB RSS (8.1 GiB of it the memory-mapped checkpoint), bf16 at ~8.7 GiB.
 set -euo pipefail
 
@@ -27,10 +27,12 @@ IMAGE_TAG=${IMAGE_TAG:-latest}
 MIN_INSTANCES=${MIN_INSTANCES:-1}
 MAX_INSTANCES=${MAX_INSTANCES:-3}
 ALLOW_UNAUTHENTICATED=${ALLOW_UNAUTHENTICATED:-false}
-# The server answers one batch at a time and will queue at most MAX_QUEUE requests behind it:
-# Cloud Run sends an instance no more than that many at once and scales out beyond.
+# The server answers one batch (up to MAX_BATCH_SIZE requests) at a time and queues at most
+# MAX_QUEUE behind it: Cloud Run sends an instance no more than that many at once and scales out
+# beyond, instead of piling requests up behind a busy model.
 MAX_QUEUE=${MAX_QUEUE:-4}
-CONCURRENCY=${CONCURRENCY:-$((MAX_QUEUE + 1))}
+MAX_BATCH_SIZE=${MAX_BATCH_SIZE:-4}
+CONCURRENCY=${CONCURRENCY:-$((MAX_QUEUE + MAX_BATCH_SIZE))}
 
 case $PROFILE in
   cpu)
@@ -80,7 +82,7 @@ gcloud run deploy "$SERVICE_NAME" \
   --timeout "$REQUEST_TIMEOUT" \
   --cpu-boost \
   --startup-probe "httpGet.path=/,httpGet.port=8080,initialDelaySeconds=$probe_delay,periodSeconds=10,timeoutSeconds=5,failureThreshold=$probe_failures" \
-  --set-env-vars "QUANTIZATION=$QUANTIZATION,MAX_QUEUE=$MAX_QUEUE" \
+  --set-env-vars "QUANTIZATION=$QUANTIZATION,MAX_QUEUE=$MAX_QUEUE,MAX_BATCH_SIZE=$MAX_BATCH_SIZE" \
   ${profile_flags[@]+"${profile_flags[@]}"} \
   "$access_flag"
 

@@ -158,7 +158,7 @@ def test_deploy_cpu_profile_is_private_sized_for_int8_and_probed_on_health(gclou
     assert flag(deploy, "--cpu") == "8"
     assert flag(deploy, "--memory") == "16Gi"  # int8 peaks at ~12.8 GiB
     assert flag(deploy, "--min-instances") == "1"
-    assert flag(deploy, "--concurrency") == "5"  # one batch in flight + MAX_QUEUE=4 waiting
+    assert flag(deploy, "--concurrency") == "8"  # a batch of MAX_BATCH_SIZE=4 in flight + MAX_QUEUE=4 waiting
     assert "QUANTIZATION=int8" in flag(deploy, "--set-env-vars")
     assert "MAX_QUEUE=4" in flag(deploy, "--set-env-vars")
     probe = dict(item.split("=") for item in flag(deploy, "--startup-probe").split(","))
@@ -196,7 +196,7 @@ def test_deploy_min_instances_and_queue_are_configurable(gcloud):
     assert result.returncode == 0, result.stderr
     deploy = command(calls, "run", "deploy")
     assert flag(deploy, "--min-instances") == "0"
-    assert flag(deploy, "--concurrency") == "3"
+    assert flag(deploy, "--concurrency") == "6"
 
 
 @pytest.mark.parametrize("env, message", [
