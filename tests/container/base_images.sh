@@ -2,7 +2,8 @@
 # Makes the base images the Dockerfile names, locally, because Docker Hub is unreachable here:
 #   python:3.11-slim  a Debian bookworm minbase with python3 + pip (debootstrap), this host's CA
 #                     certificates trusted (pip in the build goes through this network's TLS proxy)
-#   node:20-slim      that image plus this host's Node.js (/usr/bin/node and npm)
+#   node:20-slim      that image plus this host's Node.js (/usr/bin/node and npm), told to trust
+#                     the same certificates (npm in the build goes through the same proxy)
 # Each is skipped when the daemon already has it; the debootstrap root is cached as a tarball in
 # CACHE_DIR so a wiped daemon re-imports it in seconds.
 #
@@ -42,7 +43,11 @@ if ! have python:3.11-slim; then
     "$rootfs_tar" python:3.11-slim >/dev/null
 fi
 
-if ! have node:20-slim; then
+node_trusts_ca() {
+  "$docker" image inspect node:20-slim --format '{{.Config.Env}}' | grep -q NODE_EXTRA_CA_CERTS
+}
+
+if ! have node:20-slim || ! node_trusts_ca; then
   node_ctx=$(mktemp -d "$cache_dir/node.XXXXXX")
   scratch+=("$node_ctx")
   cp "$(command -v node)" "$node_ctx/node"
@@ -51,6 +56,7 @@ if ! have node:20-slim; then
     'FROM python:3.11-slim' \
     'COPY node /usr/bin/node' \
     'COPY npm /usr/lib/node_modules/npm' \
+    'ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt' \
     'RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/bin/npm && node --version' \
     >"$node_ctx/Dockerfile"
   DOCKER_BUILDKIT=1 "$docker" build -q --network=host -t node:20-slim "$node_ctx" >/dev/null
