@@ -1,0 +1,213 @@
+"""Evaluate the deployed model on a labelled folder of H&E tiles.
+
+    python -m healer.evaluate FOLDER [--positive TUM] [--negative NORM,STR] [--ignore BACK]
+
+FOLDER holds one sub-folder per class (NCT-CRC-HE-100K / CRC-VAL-HE-7K layout). The model is loaded
+exactly as the service loads it (MODEL_DIR, QUANTIZATION, DEVICE from the environment) and asked
+the service's question in answer-only mode. Writes results.csv, metrics.json and roc.png to --out;
+prints sensitivity, specificity, balanced accuracy and ROC AUC with bootstrap 95 % intervals at
+the threshold chosen for --target-sensitivity (or at --threshold), then the THRESHOLD= line for
+the service. Expected failures (empty folder, unknown class, missing model) exit with status 1 and
+one line on stderr.
+"""
+
+import argparse
+import json
+import sys
+from decimal import ROUND_FLOOR, Decimal
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from healer import roc
+from healer.evaluation import EvaluationError, LabelledFolder, label_folder, score_tiles, write_csv
+from healer.logs import setup_logging
+from healer.model_dir import ModelDirError
+from healer.prompts import DEFAULT_QUESTION, DEMO_WARNING
+from healer.roc_plot import draw_roc
+from healer.settings import Settings
+
+THRESHOLD_DECIMALS = 4
+
+
+def _class_list(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError("must be in (0, 1]")
+    return value
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError("must be in [0, 1]")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m healer.evaluate",
+        description="Sensitivity, specificity, balanced accuracy and ROC AUC of the deployed model "
+        "on a folder with one sub-folder of tiles per class.",
+    )
+    parser.add_argument("folder", type=Path, help="one sub-folder per class, e.g. CRC-VAL-HE-7K/")
+    parser.add_argument("--positive", type=_class_list, default=["TUM"], metavar="CLASSES",
+                        help="comma-separated positive classes (default: TUM)")
+    parser.add_argument("--negative", type=_class_list, default=None, metavar="CLASSES",
+                        help="comma-separated negative classes (default: every other class); "
+                        "classes named nowhere are skipped and reported")
+    parser.add_argument("--ignore", type=_class_list, default=[], metavar="CLASSES",
+                        help="comma-separated classes to leave out (e.g. BACK)")
+    operating = parser.add_mutually_exclusive_group()
+    operating.add_argument("--target-sensitivity", type=_fraction, default=0.95, metavar="S",
+                           help="choose the highest threshold whose sensitivity is >= S (default 0.95)")
+    operating.add_argument("--threshold", type=_probability, default=None, metavar="T",
+                           help="report at this fixed threshold instead (e.g. one chosen on another set)")
+    parser.add_argument("--batch-size", type=_positive, default=None, metavar="N",
+                        help="tiles per forward pass (default: MAX_BATCH_SIZE, as the service)")
+    parser.add_argument("--bootstrap", type=_non_negative, default=1000, metavar="N",
+                        help="bootstrap resamples for the 95%% intervals (default 1000; 0: none)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--question", default=DEFAULT_QUESTION, help="default: the service's question")
+    parser.add_argument("--out", type=Path, default=Path("evaluation"),
+                        help="folder for results.csv, metrics.json and roc.png (default: evaluation/)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def round_down(threshold: float, decimals: int = THRESHOLD_DECIMALS) -> float:
+    """The largest `decimals`-place number <= threshold: every tile at or above the chosen
+    threshold stays at or above the printed one, so the sensitivity target still holds."""
+    # Decimal, not floor(t * 10**4): 0.3712 * 10**4 is 3711.9999999999995 in binary floating point.
+    # repr() is the shortest decimal that reads back as `threshold`, and rounding is monotonic.
+    step = Decimal(1).scaleb(-decimals)
+    return float(Decimal(repr(threshold)).quantize(step, rounding=ROUND_FLOOR))
+
+
+def show(threshold: float) -> str:
+    """The threshold as THRESHOLD= must spell it: 4 decimals when exact, else in full."""
+    short = f"{threshold:.{THRESHOLD_DECIMALS}f}"
+    return short if float(short) == threshold else repr(threshold)
+
+
+def _banner(message: str) -> None:
+    for line in ("=" * 72, message, "=" * 72):
+        print(line, file=sys.stderr)
+
+
+def _describe(folder: LabelledFolder) -> str:
+    def counts(names):
+        return ", ".join(f"{name} ({sum(t.cls == name for t in folder.tiles)})" for name in names)
+
+    skipped = ", ".join(f"{name} ({n})" for name, n in folder.skipped.items()) or "none"
+    return (f"positive: {counts(folder.positive)}\n"
+            f"negative: {counts(folder.negative)}\n"
+            f"skipped classes: {skipped}")
+
+
+def evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    folder = label_folder(args.folder, args.positive, args.negative, args.ignore)
+    print(f"folder: {folder.root}\n{_describe(folder)}")
+
+    from healer.medgemma import MedGemmaEngine  # torch loads only once the folder is known good
+
+    engine = MedGemmaEngine.load(settings)
+    info = engine.info
+    if info.demo:
+        _banner(DEMO_WARNING + " These metrics are meaningless.")
+    print(f"model: {info.id} (revision {info.revision or 'unknown'}) on {info.device}, "
+          f"quantization {info.quantization}{', DEMO' if info.demo else ''}")
+
+    scored, unreadable = score_tiles(
+        engine, folder.tiles, args.question, args.batch_size or settings.max_batch_size,
+        settings.max_image_pixels, progress=not args.no_progress,
+    )
+    for path, reason in unreadable.items():
+        print(f"warning: skipped unreadable {path}: {reason}", file=sys.stderr)
+    labels = [row.tile.label for row in scored]
+    scores = [row.probability for row in scored]
+    if 1 not in labels or 0 not in labels:
+        raise EvaluationError("after skipping unreadable files, one class of label has no tile left")
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_csv(scored, folder.root, args.out / "results.csv")
+
+    if args.threshold is None:
+        chosen = roc.threshold_for_sensitivity(labels, scores, args.target_sensitivity)
+        threshold = round_down(chosen)
+        how = (f"the highest with sensitivity >= {args.target_sensitivity:g} is {chosen:.6f}, "
+               f"rounded down to {THRESHOLD_DECIMALS} decimals")
+    else:
+        threshold = args.threshold
+        how = "given with --threshold"
+    counts = roc.confusion(labels, scores, threshold)
+    summary = roc.summarise(labels, scores, threshold, args.bootstrap, args.seed)
+
+    interval = f"95% CI ({args.bootstrap} bootstrap resamples, seed {args.seed})" if args.bootstrap else "no bootstrap"
+    print(f"\n{len(scored)} tiles: {counts.tp + counts.fn} positive, {counts.tn + counts.fp} negative; "
+          f"{len(unreadable)} unreadable skipped")
+    print(f"threshold: P(yes) >= {show(threshold)}: {how}")
+    print(f"TP {counts.tp}  FN {counts.fn}  TN {counts.tn}  FP {counts.fp}\n")
+    print(f"| metric | value | {interval} |\n|---|---|---|")
+    for name, estimate in summary.items():
+        print(f"| {name.replace('_', ' ')} | {estimate.value:.3f} | {estimate.low:.3f} – {estimate.high:.3f} |")
+
+    fpr, tpr, _ = roc.roc_curve(labels, scores)
+    title = "ROC curve" + (" - DEMO MODEL, MEANINGLESS" if info.demo else f" - {info.id}")
+    point_label = (f"P(yes) >= {show(threshold)}: sens {counts.sensitivity:.2f}, "
+                   f"spec {counts.specificity:.2f}")
+    plot = draw_roc(fpr, tpr, summary["roc_auc"].value, (1 - counts.specificity, counts.sensitivity),
+                    point_label, args.out / "roc.png", title=title)
+    report = {
+        "model": {**vars(info)},
+        "folder": str(folder.root),
+        "positive": folder.positive, "negative": folder.negative, "skipped_classes": folder.skipped,
+        "unreadable": [str(path) for path in unreadable],
+        "threshold": threshold, "threshold_rule": how,
+        "confusion": vars(counts),
+        "metrics": {name: vars(estimate) for name, estimate in summary.items()},
+        "bootstrap": {"resamples": args.bootstrap, "seed": args.seed, "stratified": True},
+    }
+    (args.out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {args.out / 'results.csv'}, {args.out / 'metrics.json'}, {plot}")
+    if info.demo:
+        _banner("DEMO MODEL: the numbers above are meaningless; do not deploy this threshold.")
+    print(f"At this threshold: sensitivity {counts.sensitivity:.3f}, specificity {counts.specificity:.3f}. "
+          "Set it for /predict (positive when P(yes) >= THRESHOLD):")
+    print(f"THRESHOLD={show(threshold)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings()
+        setup_logging("warning")
+        return evaluate(args, settings)
+    except ValidationError as error:
+        message = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors())
+        print(f"evaluate: error: bad setting: {message}", file=sys.stderr)
+    except (EvaluationError, ModelDirError) as error:
+        print(f"evaluate: error: {error}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
