@@ -117,33 +117,44 @@ def build_processor() -> Gemma3Processor:
     )
 
 
-def build_model(tokenizer: GemmaTokenizer, seed: int = 0) -> Gemma3ForConditionalGeneration:
+# Geometry of the tiny demo model: ~0.3 M parameters, builds and loads in a blink.
+TINY = {
+    "text": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+                 num_key_value_heads=1, head_dim=32, query_pre_attn_scalar=32,
+                 max_position_embeddings=2048, sliding_window=512,
+                 layer_types=["sliding_attention", "full_attention"]),
+    "vision": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2),
+    "vocab_size": None,  # the tokenizer's
+}
+
+# MedGemma 4B's exact architecture (google/medgemma-4b-it's config): 4.3 B parameters, ~8.6 GB in
+# bf16. With random weights it costs exactly what the real model costs: benchmarks use it.
+MEDGEMMA_4B = {
+    "text": dict(hidden_size=2560, intermediate_size=10240, num_hidden_layers=34, num_attention_heads=8,
+                 num_key_value_heads=4, head_dim=256, query_pre_attn_scalar=256,
+                 max_position_embeddings=131072, sliding_window=1024,
+                 rope_parameters={
+                     "sliding_attention": {"rope_type": "default", "rope_theta": 10_000.0},
+                     "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1_000_000.0},
+                 }),  # every 6th layer global: transformers' default layer pattern for Gemma 3
+    "vision": dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16),
+    "vocab_size": 262_208,
+}
+SIZES = {"tiny": TINY, "medgemma-4b": MEDGEMMA_4B}
+
+
+def build_model(tokenizer: GemmaTokenizer, size: dict = TINY, seed: int = 0) -> Gemma3ForConditionalGeneration:
     torch.manual_seed(seed)
     ids = tokenizer.convert_tokens_to_ids
     text = Gemma3TextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=32,
-        query_pre_attn_scalar=32,
-        max_position_embeddings=2048,
-        sliding_window=512,
-        layer_types=["sliding_attention", "full_attention"],
+        vocab_size=size["vocab_size"] or len(tokenizer),
         pad_token_id=ids("<pad>"),
         eos_token_id=ids("<eos>"),
         bos_token_id=ids("<bos>"),
+        **size["text"],
     )
     vision = SiglipVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        image_size=IMAGE_SIZE,
-        patch_size=PATCH_SIZE,
-        vision_use_head=False,
+        image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, vision_use_head=False, **size["vision"]
     )
     config = Gemma3Config(
         text_config=text,
@@ -153,7 +164,13 @@ def build_model(tokenizer: GemmaTokenizer, seed: int = 0) -> Gemma3ForConditiona
         eoi_token_index=ids(IMAGE_TOKENS["eoi_token"]),
         image_token_index=ids(IMAGE_TOKENS["image_token"]),
     )
-    model = Gemma3ForConditionalGeneration(config)
+    # Built directly in bf16: at full size an fp32 build would need 17 GB.
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        model = Gemma3ForConditionalGeneration(config)
+    finally:
+        torch.set_default_dtype(default_dtype)
     # Gemma 3 initialises the image projection to zeros: a fresh model would ignore the image.
     with torch.no_grad():
         projection = model.model.multi_modal_projector.mm_input_projection_weight
@@ -164,7 +181,7 @@ def build_model(tokenizer: GemmaTokenizer, seed: int = 0) -> Gemma3ForConditiona
         pad_token_id=ids("<pad>"),
         eos_token_id=[ids("<eos>"), ids("<end_of_turn>")],
     )
-    return model.to(torch.bfloat16).eval()
+    return model.eval()
 
 
 def _shape_output(embedding: torch.Tensor, tokenizer: GemmaTokenizer) -> None:
@@ -177,15 +194,16 @@ def _shape_output(embedding: torch.Tensor, tokenizer: GemmaTokenizer) -> None:
     embedding[[ids("."), ids("▁")]] *= 1.6
 
 
-def write_demo_model(directory: Path) -> Path:
-    """Write the tiny random model, its processor and a demo marker into `directory`."""
+def write_demo_model(directory: Path, size: str = "tiny") -> Path:
+    """Write a random model (tiny, or MedGemma 4B's full size), its processor and a demo marker."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     processor = build_processor()
-    build_model(processor.tokenizer).save_pretrained(directory)
+    # Shards of at most 5 GB, as google/medgemma-4b-it ships them.
+    build_model(processor.tokenizer, SIZES[size]).save_pretrained(directory, max_shard_size="5GB")
     processor.save_pretrained(directory)
     marker = {
-        "id": DEMO_MODEL_ID,
+        "id": DEMO_MODEL_ID if size == "tiny" else f"healer/random-{size}",
         "revision": None,
         "demo": True,
         "note": "random weights: answers are meaningless; for tests and demonstrations only",

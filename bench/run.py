@@ -1,0 +1,273 @@
+"""Side-by-side benchmark over HTTP: the original project's settings vs Healer bf16 vs Healer int8.
+
+    python -m bench.run --size medgemma-4b       # full size: builds a 4.3 B random model once (~8.6 GB)
+    python -m bench.run --size tiny --requests 2 # seconds; CI runs this to keep the script working
+
+One run, one machine, one model directory (random weights with the chosen architecture cost
+exactly what real weights cost). Every server is a separate process started cold; memory is
+sampled from /proc (anonymous and file-backed separately). Prints a Markdown table and writes it,
+with the date and a description of the machine, to bench/results/.
+"""
+
+import argparse
+import io
+import json
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+import torch
+from PIL import Image
+
+from healer.demo_model import write_demo_model
+from healer.medgemma import usable_cpus
+from healer.model_dir import missing_files
+from tests.live_server import live_server
+from tests.packaged_data import package_file
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = {
+    # name: (command, environment)
+    "original": ([sys.executable, "-m", "bench.original_service"], {}),
+    "healer-bf16": ([sys.executable, "main.py"], {"QUANTIZATION": "none", "CACHE_SIZE": "0"}),
+    "healer-int8": ([sys.executable, "main.py"], {"QUANTIZATION": "int8", "CACHE_SIZE": "0"}),
+}
+
+
+@dataclass
+class Memory:
+    """Peak resident memory of one process, sampled every 100 ms: anonymous and file-backed."""
+
+    pid: int
+    peak_anon: float = 0.0
+    peak_file: float = 0.0
+    peak_total: float = 0.0
+    last: dict = field(default_factory=dict)
+
+    def sample(self) -> None:
+        try:
+            status = dict(line.split(":", 1) for line in open(f"/proc/{self.pid}/status"))
+        except (OSError, ValueError):
+            return
+        gib = {k: int(status[k].split()[0]) / 2**20 for k in ("RssAnon", "RssFile", "VmRSS", "VmHWM")}
+        self.last = gib
+        self.peak_anon = max(self.peak_anon, gib["RssAnon"])
+        self.peak_file = max(self.peak_file, gib["RssFile"])
+        self.peak_total = max(self.peak_total, gib["VmHWM"])
+
+
+def sampling(memory: Memory, stop: threading.Event) -> threading.Thread:
+    def loop():
+        while not stop.is_set():
+            memory.sample()
+            stop.wait(0.1)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    return thread
+
+
+def tiles(count: int) -> list[bytes]:
+    """Distinct 512 px H&E tiles (no two alike, so no cache can help)."""
+    source = Image.open(package_file("tiatoolbox", "data", "target_image.png")).convert("RGB")
+    out = []
+    for i in range(count):
+        x, y = (i * 61) % 488, (i * 97) % 488
+        buffer = io.BytesIO()
+        source.crop((x, y, x + 512, y + 512)).rotate(90 * (i % 4)).save(buffer, format="PNG")
+        out.append(buffer.getvalue())
+    return out
+
+
+def post(url: str, image: bytes, explain: bool = True) -> float:
+    started = time.perf_counter()
+    response = httpx.post(url + "/predict", files={"image_file": ("tile.png", image)},
+                          data={"explain": str(explain).lower()}, timeout=3600)
+    response.raise_for_status()
+    return time.perf_counter() - started
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def matmul_ceiling_tflops(dtype: torch.dtype, size: int = 2048, seconds: float = 3.0) -> float:
+    """Sustained matrix-multiply speed on this machine's usable CPUs (the roofline for prefill)."""
+    torch.set_num_threads(usable_cpus())
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    torch.matmul(a, b)
+    runs, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        torch.matmul(a, b)
+        runs += 1
+    return 2 * size**3 * runs / (time.perf_counter() - started) / 1e12
+
+
+def prefill_tflop(model_dir: Path, prompt_tokens: int) -> float:
+    """Matrix-multiply work of one prefill: vision tower over 4096 patches, then the decoder."""
+    config = json.loads((model_dir / "config.json").read_text())
+    v, t = config["vision_config"], config["text_config"]
+    patches = (v["image_size"] // v["patch_size"]) ** 2
+    vision_linear = v["num_hidden_layers"] * (4 * v["hidden_size"] ** 2 + 2 * v["hidden_size"] * v["intermediate_size"])
+    vision_attention = v["num_hidden_layers"] * 2 * patches * patches * v["hidden_size"]
+    q = t["num_attention_heads"] * t["head_dim"]
+    kv = t["num_key_value_heads"] * t["head_dim"]
+    text_linear = t["num_hidden_layers"] * (
+        t["hidden_size"] * (q + 2 * kv) + q * t["hidden_size"] + 3 * t["hidden_size"] * t["intermediate_size"]
+    )
+    text_attention = t["num_hidden_layers"] * 2 * prompt_tokens * prompt_tokens * q
+    lm_head = t["hidden_size"] * t["vocab_size"]  # the last position only
+    flop = 2 * (patches * vision_linear + vision_attention + prompt_tokens * text_linear + text_attention + lm_head)
+    return flop / 1e12
+
+
+def bench_config(name: str, model_dir: Path, images: list[bytes], requests: int, clients: int) -> dict:
+    command, env = CONFIGS[name]
+    env = {**env, "MODEL_DIR": str(model_dir), "LOG_LEVEL": "warning", "MAX_QUEUE": "64",
+           "MAX_BATCH_SIZE": str(clients), "BATCH_WAIT_MS": "50", "REQUEST_TIMEOUT_S": "3600"}
+    images = iter(images)
+    started = time.perf_counter()
+    stop = threading.Event()
+    with live_server(env, command=command, timeout_s=1800) as (url, process):
+        memory = Memory(process.pid)
+        sampler = sampling(memory, stop)
+        result = {"cold_start_s": time.perf_counter() - started}
+        result["first_s"], result["second_s"] = post(url, next(images)), post(url, next(images))
+        sequential_started = time.perf_counter()
+        explained = [post(url, next(images)) for _ in range(requests)]
+        result["throughput_1"] = requests / (time.perf_counter() - sequential_started)
+        result["explained"] = explained
+        if name != "original":
+            result["answer_only"] = [post(url, next(images), explain=False) for _ in range(requests)]
+        health, done = [], threading.Event()
+
+        def probe():
+            while not done.is_set():
+                t0 = time.perf_counter()
+                httpx.get(url + "/", timeout=3600)
+                health.append(time.perf_counter() - t0)
+                done.wait(0.1)
+
+        prober = threading.Thread(target=probe, daemon=True)
+        prober.start()
+        burst = [next(images) for _ in range(clients)]
+        concurrent_started = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            list(pool.map(lambda image: post(url, image), burst))
+        result[f"throughput_{clients}"] = clients / (time.perf_counter() - concurrent_started)
+        done.set()
+        prober.join()
+        result["health_p99_ms"] = percentile(health, 0.99) * 1000
+        memory.sample()
+        result["steady_anon_gib"], result["steady_file_gib"] = memory.last["RssAnon"], memory.last["RssFile"]
+        stop.set()
+        sampler.join()
+        result.update(peak_anon_gib=memory.peak_anon, peak_file_gib=memory.peak_file,
+                      peak_total_gib=memory.peak_total)
+    return result
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    mem = int(next(line.split()[1] for line in open("/proc/meminfo") if line.startswith("MemTotal"))) / 2**20
+    return (f"{cpu}, {usable_cpus()} usable CPUs, {mem:.0f} GiB RAM, Python {platform.python_version()}, "
+            f"torch {torch.__version__}")
+
+
+def table(results: dict, clients: int) -> str:
+    rows = [
+        ("cold start to ready (s)", lambda r: f"{r['cold_start_s']:.1f}"),
+        ("first / second request (s)", lambda r: f"{r['first_s']:.1f} / {r['second_s']:.1f}"),
+        ("explained answer p50 / p95 (s)",
+         lambda r: f"{statistics.median(r['explained']):.2f} / {percentile(r['explained'], 0.95):.2f}"),
+        ("answer-only p50 / p95 (s)", lambda r: (
+            f"{statistics.median(r['answer_only']):.2f} / {percentile(r['answer_only'], 0.95):.2f}"
+            if "answer_only" in r else "n/a")),
+        ("throughput, 1 client (answers/min)", lambda r: f"{60 * r['throughput_1']:.2f}"),
+        (f"throughput, {clients} clients (answers/min)", lambda r: f"{60 * r[f'throughput_{clients}']:.2f}"),
+        ("GET / p99 under load (ms)", lambda r: f"{r['health_p99_ms']:.0f}"),
+        ("peak RSS: anon / file (GiB)", lambda r: f"{r['peak_anon_gib']:.2f} / {r['peak_file_gib']:.2f}"),
+        ("steady RSS: anon / file (GiB)", lambda r: f"{r['steady_anon_gib']:.2f} / {r['steady_file_gib']:.2f}"),
+    ]
+    names = list(results)
+    lines = ["| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    lines += [f"| {label} | " + " | ".join(cell(results[n]) for n in names) + " |" for label, cell in rows]
+    return "\n".join(lines)
+
+
+def ratios(results: dict, clients: int, ceiling: float, work: float) -> list[str]:
+    lines = []
+    original = results.get("original")
+    for name in (n for n in results if n != "original"):
+        r = results[name]
+        explained, answer_only = statistics.median(r["explained"]), statistics.median(r["answer_only"])
+        if original:
+            lines.append(f"- {name}: explained answer {explained / statistics.median(original['explained']):.3f}× "
+                         f"the original settings' time (target ≤ 0.15×)")
+        lines.append(f"- {name}: answer-only {answer_only:.2f} s is {answer_only / (work / ceiling):.2f}× the "
+                     f"matmul-ceiling prefill time {work / ceiling:.2f} s (target ≤ 1.3×)")
+        lines.append(f"- {name}: {clients} clients give {r[f'throughput_{clients}'] / r['throughput_1']:.2f}× "
+                     f"the sequential throughput (target ≥ 2×); GET / p99 {r['health_p99_ms']:.0f} ms "
+                     f"(target ≤ 50 ms)")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=["tiny", "medgemma-4b"], default="tiny")
+    parser.add_argument("--requests", type=int, default=3, help="sequential requests per latency series")
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--models", type=Path, default=ROOT / "bench" / "models")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args(argv)
+
+    model_dir = args.models / args.size
+    if missing_files(model_dir):
+        print(f"building the random {args.size} model in {model_dir} (once)…", flush=True)
+        write_demo_model(model_dir, args.size)
+    ceiling = {dtype: matmul_ceiling_tflops(dtype) for dtype in (torch.bfloat16, torch.float32)}
+    prompt_tokens = 360  # system turn + question + 256 image tokens + template, as served
+    work = prefill_tflop(model_dir, prompt_tokens)
+    images = tiles(2 + 2 * args.requests + args.clients)
+
+    results = {}
+    for name in args.configs.split(","):
+        print(f"benchmarking {name}…", flush=True)
+        results[name] = bench_config(name, model_dir, images, args.requests, args.clients)
+
+    stamp = datetime.now(timezone.utc)
+    report = "\n".join([
+        f"# Benchmark: {args.size}, {stamp:%Y-%m-%d %H:%M} UTC",
+        "",
+        f"Machine: {machine()}.",
+        f"bf16 matmul ceiling {ceiling[torch.bfloat16]:.2f} TFLOP/s, fp32 {ceiling[torch.float32]:.2f} TFLOP/s; "
+        f"one prefill ({prompt_tokens}-token prompt, one 896 px image) is {work:.2f} TFLOP.",
+        f"{args.requests} requests per latency series, {args.clients} concurrent clients; "
+        "every server started cold, cache off, distinct images.",
+        "",
+        table(results, args.clients),
+        "",
+        *ratios(results, args.clients, ceiling[torch.bfloat16] * 1e12 / 1e12, work),
+        "",
+    ])
+    print(report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{args.size}-{stamp:%Y%m%d-%H%M}.md"
+    path.write_text(report)
+    (args.out / f"{args.size}-{stamp:%Y%m%d-%H%M}.json").write_text(json.dumps(results, indent=1))
+    print(f"written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
