@@ -138,3 +138,21 @@ def test_threads_respect_the_cgroup_cpu_quota(tmp_path, monkeypatch, cpu_max, ex
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
     (tmp_path / "cpu.max").write_text(cpu_max + "\n")
     assert usable_cpus(tmp_path / "cpu.max") == expected
+
+
+@pytest.mark.parametrize(("quantization", "backend"), [("int8", "pread"), ("none", None)])
+def test_int8_on_the_cpu_reads_the_checkpoint_without_a_memory_map(demo_model_dir, monkeypatch,
+                                                                   quantization, backend):
+    import transformers.modeling_utils as modeling_utils
+
+    seen = []
+    original = modeling_utils.safe_open
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs.get("backend"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(modeling_utils, "safe_open", recording)
+    MedGemmaEngine.load(demo_settings(demo_model_dir, quantization=quantization))
+    assert seen and set(seen) == {backend or "mmap"}
+    assert modeling_utils.safe_open is recording  # put back after loading
