@@ -85,7 +85,7 @@ class SlideJobs:
                        asyncio.create_task(self._sweep_forever(), name="slide-ttl")]
 
     async def stop(self) -> None:
-        """Cancel what runs, drop what waits, wake every listener; a temp directory goes too."""
+        """Cancel what runs, drop what waits, wake every listener, delete every job's files."""
         self._closed = True
         for job in list(self._waiting):
             self._finish(job, "cancelled", "The service shut down before this slide was scored.")
@@ -95,6 +95,8 @@ class SlideJobs:
             task.cancel()
         await asyncio.gather(*running, *self._tasks, return_exceptions=True)
         await self._notify()
+        for job in list(self._jobs.values()):  # no later process could serve them: ids live in memory
+            self._forget(job)
         if self._owns_directory:
             shutil.rmtree(self.directory, ignore_errors=True)
 
