@@ -261,11 +261,12 @@ def test_the_event_stream_sends_progress_then_one_final_event(demo_model_dir, tm
     assert any(data["progress"]["eta_s"] is not None for name, data in events if name == "progress")
 
 
-def test_unknown_job_ids_are_404_and_results_before_done_are_409(demo_model_dir, tmp_path):
+def test_unknown_job_ids_are_404_malformed_ones_422_and_results_before_done_409(demo_model_dir, tmp_path):
     with slide_client(demo_model_dir, tmp_path, slide_tile_px=64, slide_batch_size=1) as client:
         for path in ("", "/events", "/tiles", "/heatmap.png"):
-            assert_error(client.get(f"/slides/0123456789abcdef{path}"), 404, "slide_not_found")
-        assert_error(client.delete("/slides/nope"), 404, "slide_not_found")
+            assert_error(client.get(f"/slides/{'0' * 32}{path}"), 404, "slide_not_found")
+            assert_error(client.get(f"/slides/not-an-id{path}"), 422, "invalid_request")
+        assert_error(client.delete(f"/slides/{'0' * 32}"), 404, "slide_not_found")
         job = upload(client, cmu_svs()).json()
         assert_error(client.get(f"/slides/{job['id']}/tiles"), 409, "results_not_ready")
         client.delete(f"/slides/{job['id']}")
@@ -284,7 +285,7 @@ def test_shutdown_cancels_the_running_job_and_deletes_every_jobs_files(demo_mode
 def test_slide_endpoints_need_the_api_key_when_one_is_set(demo_model_dir, tmp_path):
     with slide_client(demo_model_dir, tmp_path, api_key="s3cret") as client:
         assert_error(upload(client, cmu_svs()), 401, "unauthorized")
-        assert_error(client.get("/slides/abc"), 401, "unauthorized")
+        assert_error(client.get(f"/slides/{'0' * 32}"), 401, "unauthorized")
         ok = client.post("/slides", files={"slide_file": ("c.svs", cmu_svs().read_bytes())},
                          headers={"X-API-Key": "s3cret"})
         assert ok.status_code == 202

@@ -5,7 +5,7 @@ import shutil
 from pathlib import Path, PurePath
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Path as PathParam, Query, Request, Response, UploadFile
 from fastapi.responses import StreamingResponse
 
 from healer.errors import BadQuestion, NotReady, ResultsNotReady, SlideNotFound, TooLarge
@@ -32,6 +32,7 @@ def get_jobs(request: Request) -> SlideJobs:
 
 
 Jobs = Annotated[SlideJobs, Depends(get_jobs)]
+JobId = Annotated[str, PathParam(pattern="^[0-9a-f]{32}$", description="The id POST /slides answered with")]
 
 
 @router.post(
@@ -81,8 +82,8 @@ def _save(upload: UploadFile, path: Path, max_bytes: int) -> None:
             out.write(chunk)
 
 
-@router.get("/{job_id}", response_model=SlideJob, responses=_errors(401, 404), summary="A slide job's state")
-async def get_slide(job_id: str, jobs: Jobs) -> SlideJob:
+@router.get("/{job_id}", response_model=SlideJob, responses=_errors(401, 404, 422), summary="A slide job's state")
+async def get_slide(job_id: JobId, jobs: Jobs) -> SlideJob:
     """Status, tiles done / total, ETA; once done, the summary and where the results are."""
     return jobs.view(jobs.get(job_id))
 
@@ -93,10 +94,10 @@ async def get_slide(job_id: str, jobs: Jobs) -> SlideJob:
     responses={200: {"content": {"text/event-stream": {}},
                      "description": "Server-sent events: `progress` with a SlideJob as data, "
                                     "then one final `done`, `failed` or `cancelled`"},
-               **_errors(401, 404)},
+               **_errors(401, 404, 422)},
     summary="A slide job's progress as server-sent events",
 )
-async def slide_events(job_id: str, jobs: Jobs) -> StreamingResponse:
+async def slide_events(job_id: JobId, jobs: Jobs) -> StreamingResponse:
     """One event per change (data: the SlideJob JSON); the stream ends with the final state."""
     job = jobs.get(job_id)
 
@@ -112,16 +113,16 @@ async def slide_events(job_id: str, jobs: Jobs) -> StreamingResponse:
                              headers={"X-Accel-Buffering": "no"})
 
 
-@router.delete("/{job_id}", response_model=SlideJob, responses=_errors(401, 404), summary="Cancel a slide job")
-async def cancel_slide(job_id: str, jobs: Jobs) -> SlideJob:
+@router.delete("/{job_id}", response_model=SlideJob, responses=_errors(401, 404, 422), summary="Cancel a slide job")
+async def cancel_slide(job_id: JobId, jobs: Jobs) -> SlideJob:
     """Cancels a queued or running job; on a finished job, deletes its results now."""
     job = await jobs.cancel(job_id)
     return jobs.view(job)
 
 
-@router.get("/{job_id}/tiles", response_model=SlideTiles, responses=_errors(401, 404, 409),
+@router.get("/{job_id}/tiles", response_model=SlideTiles, responses=_errors(401, 404, 409, 422),
             summary="Every scored tile: level-0 position, size, tissue fraction, P(yes)")
-async def slide_tiles(job_id: str, jobs: Jobs) -> SlideTiles:
+async def slide_tiles(job_id: JobId, jobs: Jobs) -> SlideTiles:
     """Coordinates are level-0 pixels of the slide."""
     job = _done(jobs, job_id)
     try:
@@ -134,11 +135,11 @@ async def slide_tiles(job_id: str, jobs: Jobs) -> SlideTiles:
     "/{job_id}/heatmap.png",
     response_class=Response,
     responses={200: {"content": {"image/png": {}}, "description": "Tile P(yes) over the thumbnail"},
-               **_errors(401, 404, 409)},
+               **_errors(401, 404, 409, 422)},
     summary="The heatmap over the slide's thumbnail",
 )
 async def slide_heatmap(
-    job_id: str, jobs: Jobs,
+    job_id: JobId, jobs: Jobs,
     legend: Annotated[bool, Query(description="false: the overlay alone, the thumbnail's exact size")] = True,
 ) -> Response:
     """Viridis from P(yes)=0 to 1; tiles at or above the threshold outlined in white."""
@@ -150,7 +151,7 @@ async def slide_heatmap(
     return Response(data, media_type="image/png")
 
 
-def _done(jobs: SlideJobs, job_id: str):
+def _done(jobs: SlideJobs, job_id: JobId):
     job = jobs.get(job_id)
     if job.status != "done":
         raise ResultsNotReady()
