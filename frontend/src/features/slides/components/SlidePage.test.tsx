@@ -105,7 +105,7 @@ describe("SlidePage", () => {
     expect(result).toHaveFocus();
 
     // The image is drawn 400×200 px: the slide (2000×1000) at 1/5. (250, 150) is level-0 (1250, 750)…
-    const heatmap = image.parentElement!;
+    const heatmap = image;
     heatmap.getBoundingClientRect = () => ({ left: 0, top: 0, width: 400, height: 200, right: 400, bottom: 200, x: 0, y: 0, toJSON: () => ({}) });
     fireEvent.mouseMove(heatmap, { clientX: 150, clientY: 150 }); // level-0 (750, 750): the third tile
     expect(screen.getByRole("status", { name: "Tile" })).toHaveTextContent("x 500, y 500");

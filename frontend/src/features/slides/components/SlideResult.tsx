@@ -16,8 +16,8 @@ export const SlideResult = forwardRef<HTMLElement, Props>(function SlideResult({
   const grid = useMemo(() => new Map(tiles.tiles.map((tile) => [`${tile.x / size},${tile.y / size}`, tile])), [tiles, size]);
   const shown = hovered ?? picked;
 
-  function tileAt(event: MouseEvent<HTMLElement>): Tile | null {
-    const box = event.currentTarget.getBoundingClientRect();
+  function tileAt(event: MouseEvent<HTMLImageElement>): Tile | null {
+    const box = event.currentTarget.getBoundingClientRect(); // the image as drawn: positions scale to the slide
     if (!box.width || !box.height) return null;
     const x = ((event.clientX - box.left) / box.width) * tiles.width;
     const y = ((event.clientY - box.top) / box.height) * tiles.height;
@@ -48,13 +48,15 @@ export const SlideResult = forwardRef<HTMLElement, Props>(function SlideResult({
           No tissue found on this slide: nothing was scored.
         </p>
       )}
-      <div
-        className="heatmap"
-        onMouseMove={(event) => setHovered(tileAt(event))}
-        onMouseLeave={() => setHovered(null)}
-        onClick={(event) => setPicked(tileAt(event))}
-      >
-        <img className="heatmap-image" src={overlayUrl(job)} alt={`Heatmap of P(yes) per tile over ${fileName}`} />
+      <div className="heatmap">
+        <img
+          className="heatmap-image"
+          src={overlayUrl(job)}
+          alt={`Heatmap of P(yes) per tile over ${fileName}`}
+          onMouseMove={(event) => setHovered(tileAt(event))}
+          onMouseLeave={() => setHovered(null)}
+          onClick={(event) => setPicked(tileAt(event))}
+        />
         {shown && (
           <div
             className="heatmap-highlight"
