@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import shutil
+import signal
 import tempfile
 import time
 import uuid
@@ -78,11 +79,38 @@ class SlideJobs:
         self._seconds_per_tile = 1.0  # refined by every batch; drives Retry-After
         self._tasks: list[asyncio.Task] = []
         self._closed = False
+        self._streams_ended = False  # the server is stopping: event streams end now
 
     async def start(self) -> None:
         self._remove_leftovers()
         self._tasks = [asyncio.create_task(self._work(), name="slide-jobs"),
                        asyncio.create_task(self._sweep_forever(), name="slide-ttl")]
+        self._end_streams_on_exit_signal()
+
+    def _end_streams_on_exit_signal(self) -> None:
+        """uvicorn waits for open responses to finish before it runs the lifespan's shutdown,
+        and an event stream only ends with its job: without this, one open stream holds a
+        SIGTERM for the whole grace period and is then cancelled mid-write. So the handler
+        uvicorn installed for SIGTERM/SIGINT is wrapped: streams end first, then uvicorn's
+        own handling. Only possible on the main thread (not under TestClient)."""
+        loop = asyncio.get_running_loop()
+        for number in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.getsignal(number)
+            if not callable(previous):
+                continue
+
+            def handler(signum, frame, previous=previous):
+                loop.call_soon_threadsafe(self._end_streams)
+                previous(signum, frame)
+
+            try:
+                signal.signal(number, handler)
+            except ValueError:  # not the main thread
+                return
+
+    def _end_streams(self) -> None:
+        self._streams_ended = True
+        asyncio.ensure_future(self._notify())
 
     async def stop(self) -> None:
         """Cancel what runs, drop what waits, wake every listener, delete every job's files."""
@@ -180,15 +208,19 @@ class SlideJobs:
             async with self._changed:
                 try:
                     await asyncio.wait_for(
-                        self._changed.wait_for(lambda: job.version != seen or self._closed), keepalive_s
+                        self._changed.wait_for(lambda: job.version != seen or self._ending), keepalive_s
                     )
                 except asyncio.TimeoutError:
                     yield None
                     continue
             seen = job.version
             yield self.view(job)
-            if job.status in FINISHED or self._closed:
+            if job.status in FINISHED or self._ending:
                 return
+
+    @property
+    def _ending(self) -> bool:
+        return self._closed or self._streams_ended
 
     # --- working ------------------------------------------------------------------------
 
