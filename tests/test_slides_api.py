@@ -147,6 +147,15 @@ def test_refuses_a_truncated_slide_with_400(demo_model_dir, tmp_path):
         assert list((tmp_path / "jobs").iterdir()) == []  # nothing kept of a refused upload
 
 
+def test_refuses_a_slide_whose_tile_data_is_corrupt_with_400(demo_model_dir, tmp_path):
+    damaged = bytearray(cmu_svs().read_bytes())
+    damaged[200_000:500_000] = bytes(300_000)  # the directory survives; JPEG tiles are zeroed
+    (tmp_path / "damaged.svs").write_bytes(damaged)
+    with slide_client(demo_model_dir, tmp_path / "jobs") as client:
+        body = assert_error(upload(client, tmp_path / "damaged.svs"), 400, "corrupt_slide")
+        assert "pixels could not be read" in body["detail"]
+
+
 def test_refuses_a_file_that_is_not_a_slide_with_415(demo_model_dir, tmp_path, he_tile_png):
     with slide_client(demo_model_dir, tmp_path / "jobs") as client:
         body = assert_error(client.post("/slides", files={"slide_file": ("tile.png", he_tile_png)}), 415,
