@@ -22,6 +22,8 @@ from healer.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from healer.prompts import DEMO_WARNING, DISCLAIMER
 from healer.service import ScreeningService
 from healer.settings import Settings
+from healer.slides import routes as slide_routes
+from healer.slides.jobs import SlideJobs
 
 FRONTEND_DIST = Path(__file__).parent / "frontend" / "dist"
 MULTIPART_SLACK = 64 * 1024  # the form's boundaries and the question ride along with the image
@@ -54,22 +56,27 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             raise
         MODEL_LOAD.set(time.perf_counter() - started)
         app.state.service = service
+        app.state.slide_jobs = SlideJobs(service.batcher, settings, service.model_card)
+        await app.state.slide_jobs.start()
         log.info("ready: %s on %s", service.model_card.id, service.model_card.device)
         yield
+        await app.state.slide_jobs.stop()
         await service.close()
 
     app = FastAPI(title="Healer", description=DISCLAIMER, version="1.0.0", lifespan=lifespan)
     app.state.settings = settings
     # Outermost last: request id around everything, CORS headers on every answer, 413s included.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes + MULTIPART_SLACK)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes + MULTIPART_SLACK,
+                       path_limits={"/slides": settings.max_slide_bytes + MULTIPART_SLACK})
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["*"], expose_headers=["X-Request-ID", "Retry-After"],
         )
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
     app.include_router(routes.router)
+    app.include_router(slide_routes.router)
     if FRONTEND_DIST.is_dir():
         app.mount("/app", StaticFiles(directory=FRONTEND_DIST, html=True), name="app")
     return app

@@ -12,6 +12,7 @@ export default defineConfig({
     proxy: {
       "^/$": service, // the health check: exactly "/", so the dev page at /app/ is not proxied
       "/predict": service,
+      "/slides": service,
     },
   },
   test: {

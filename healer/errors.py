@@ -4,12 +4,17 @@
     ├── BadImage                        400  corrupt_image       truncated, corrupt, empty
     ├── UnsupportedImage                415  unsupported_image   not an image, or a format we refuse
     ├── TooLarge                        413  upload_too_large    body over MAX_UPLOAD_MB
-    │   └── TooManyPixels               413  image_too_large     over MAX_IMAGE_PIXELS (bombs)
+    │   ├── TooManyPixels               413  image_too_large     over MAX_IMAGE_PIXELS (bombs)
+    │   └── TooManyTiles                413  too_many_tiles      more tissue tiles than MAX_SLIDE_TILES
     ├── BadQuestion                     422  question_too_long
     ├── Unauthorized                    401  unauthorized        API_KEY set, X-API-Key wrong
     ├── NotReady                        503  model_not_ready
     ├── Busy                            503  busy                queue full; Retry-After says when
-    └── TimedOut                        504  timeout             REQUEST_TIMEOUT_S passed
+    ├── TimedOut                        504  timeout             REQUEST_TIMEOUT_S passed
+    ├── BadSlide                        400  corrupt_slide       a slide file OpenSlide cannot read
+    ├── UnsupportedSlide                415  unsupported_slide   not a whole-slide format
+    ├── SlideNotFound                   404  slide_not_found     unknown id, or its results expired
+    └── ResultsNotReady                 409  results_not_ready   heatmap or tiles asked before done
 
 The message is written for the person reading it; it never carries exception text or paths.
 """
@@ -84,3 +89,34 @@ class TimedOut(HealerError):
     status = 504
     code = "timeout"
     message = "The answer took longer than this service allows (REQUEST_TIMEOUT_S). Try again later."
+
+
+class BadSlide(HealerError):
+    status = 400
+    code = "corrupt_slide"
+    message = "The file looks like a slide but could not be read: it may be truncated or corrupt."
+
+
+class UnsupportedSlide(HealerError):
+    status = 415
+    code = "unsupported_slide"
+    message = (
+        "The file is not a whole-slide image this service reads (Aperio SVS, tiled TIFF, NDPI, "
+        "SCN, BIF, Philips TIFF). For a single image, use /predict."
+    )
+
+
+class TooManyTiles(TooLarge):
+    code = "too_many_tiles"
+
+
+class SlideNotFound(HealerError):
+    status = 404
+    code = "slide_not_found"
+    message = "There is no slide job with this id: it never existed, or its results expired."
+
+
+class ResultsNotReady(HealerError):
+    status = 409
+    code = "results_not_ready"
+    message = "The slide has no results yet: wait until its status is done."

@@ -87,18 +87,21 @@ class BodyLimitMiddleware:
 
     A declared Content-Length over the limit is answered at once; a chunked body is counted as
     it arrives and cut off by a 413 that FastAPI's form parser passes through unchanged.
+    `path_limits` gives exact paths their own limit (slide uploads are far larger than images).
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
+    def __init__(self, app: ASGIApp, max_bytes: int, path_limits: dict[str, int] | None = None):
         self.app = app
         self.max_bytes = max_bytes
+        self.path_limits = path_limits or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.path_limits.get(scope["path"], self.max_bytes)
         declared = dict(scope["headers"]).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_bytes:
+        if declared.isdigit() and int(declared) > max_bytes:
             await _too_large()(scope, receive, send)
             return
         received = 0
@@ -107,7 +110,7 @@ class BodyLimitMiddleware:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.max_bytes:
+            if received > max_bytes:
                 raise HTTPException(413)
             return message
 

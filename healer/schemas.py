@@ -40,3 +40,65 @@ class ErrorBody(BaseModel):
     error: str = Field(description="Stable machine-readable reason code", examples=["corrupt_image"])
     detail: str = Field(description="What went wrong, for a person")
     request_id: str
+
+
+class SlideInfo(BaseModel):
+    width: int = Field(description="Level-0 width in pixels")
+    height: int = Field(description="Level-0 height in pixels")
+    levels: int
+    vendor: str | None = Field(description="OpenSlide's name for the format, e.g. aperio, generic-tiff")
+    mpp: float | None = Field(description="µm per level-0 pixel as the slide states it; null when it does not")
+    tile_mpp: float | None = Field(description="µm per pixel of the tiles scored; null when the slide states no mpp")
+    tile_size: int = Field(description="Side of one tile in level-0 pixels")
+    tile_px: int = Field(description="Side of one tile as the model sees it, in pixels")
+
+
+class SlideProgress(BaseModel):
+    tiles_done: int
+    tiles_total: int = Field(description="Tiles with enough tissue to score")
+    elapsed_s: float = Field(description="Seconds spent scoring so far")
+    eta_s: float | None = Field(description="Estimated seconds left; null until the first batch is scored")
+    queue_position: int | None = Field(description="Jobs ahead of this one while it waits; null otherwise")
+
+
+class SlideSummary(BaseModel):
+    tissue_found: bool = Field(description="False when no tile held enough tissue: nothing was scored")
+    tiles_scored: int
+    max_probability: float | None = Field(description="Highest tile P(yes)")
+    top_k: int = Field(description="k of the top-k mean (at most tiles_scored)")
+    top_k_mean: float | None = Field(description="Mean P(yes) of the k highest tiles")
+    threshold: float = Field(description="P(yes) at or above which a tile counts as positive (SLIDE_THRESHOLD)")
+    tiles_above_threshold: int
+    area_fraction_above: float | None = Field(description="Positive tiles / scored tiles (tissue area)")
+
+
+class SlideJob(BaseModel):
+    id: str
+    status: Literal["queued", "running", "done", "failed", "cancelled"]
+    question: str
+    slide: SlideInfo
+    progress: SlideProgress
+    summary: SlideSummary | None = Field(description="Set when status is done")
+    error: str | None = Field(description="Why the job failed, for a person; null otherwise")
+    heatmap_url: str | None = Field(description="PNG: tile P(yes) over the thumbnail, with a legend; when done")
+    tiles_url: str | None = Field(description="JSON: every scored tile; when done")
+    expires_in_s: float | None = Field(description="Seconds until the results are deleted; once finished")
+    model: ModelCard
+    disclaimer: str
+
+
+class SlideTile(BaseModel):
+    x: int = Field(description="Left edge in level-0 pixels")
+    y: int = Field(description="Top edge in level-0 pixels")
+    size: int = Field(description="Side in level-0 pixels")
+    tissue: float = Field(ge=0, le=1, description="Fraction of the tile that is tissue")
+    probability: float = Field(ge=0, le=1, description="P(yes) for this tile")
+
+
+class SlideTiles(BaseModel):
+    id: str
+    width: int = Field(description="Slide level-0 width in pixels")
+    height: int = Field(description="Slide level-0 height in pixels")
+    threshold: float
+    tiles: list[SlideTile]
+    disclaimer: str

@@ -42,6 +42,19 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "text", "json"] = "auto"  # auto: JSON on Cloud Run (K_SERVICE set)
 
+    # Whole-slide screening (healer/slides): limits, tiling, scoring, and how long results live.
+    max_slide_mb: float = Field(2048, gt=0, le=65536)
+    max_slide_tiles: int = Field(5000, ge=1)  # tissue tiles scored per slide
+    slide_mpp: float = Field(0.5, gt=0, le=16)  # target µm per pixel of a tile
+    slide_tile_px: int = Field(512, ge=64, le=4096)  # tile side in pixels at SLIDE_MPP
+    slide_tissue_fraction: float = Field(0.5, gt=0, le=1)  # tiles with less tissue are skipped
+    slide_batch_size: int = Field(4, ge=1, le=64)
+    slide_threshold: float = Field(0.5, ge=0, le=1)  # P(yes) that counts a tile as positive
+    slide_top_k: int = Field(5, ge=1)  # the summary's mean of the k highest tiles
+    slide_queue: int = Field(4, ge=1, le=256)  # jobs waiting behind the running one
+    slide_jobs_dir: Path | None = None  # None: a new temporary directory per process
+    slide_result_ttl_s: float = Field(3600, gt=0)  # results (files included) deleted after this
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
@@ -59,3 +72,7 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * MEBIBYTE)
+
+    @property
+    def max_slide_bytes(self) -> int:
+        return int(self.max_slide_mb * MEBIBYTE)

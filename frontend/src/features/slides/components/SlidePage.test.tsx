@@ -1,0 +1,206 @@
+import { act, fireEvent, render, screen, waitFor, within } from "@testing-library/react";
+import userEvent from "@testing-library/user-event";
+import { describe, expect, it, vi } from "vitest";
+import type { SlideJob, SlideTiles } from "../../../api/client";
+import { health, json, MODEL } from "../../../testing/fetch";
+import { fakeXhr } from "../../../testing/xhr";
+import { App } from "../../../app/App";
+import { SlidePage } from "./SlidePage";
+
+const svs = () => new File([new Uint8Array([73, 73, 42, 0, 1, 2, 3, 4])], "CMU-1.svs", { type: "" });
+
+function job(overrides: Partial<SlideJob> = {}): SlideJob {
+  return {
+    id: "job1",
+    status: "running",
+    question: "Is colorectal cancer present?",
+    slide: { width: 2000, height: 1000, levels: 1, vendor: "aperio", mpp: 0.5, tile_mpp: 0.5, tile_size: 500, tile_px: 512 },
+    progress: { tiles_done: 0, tiles_total: 3, elapsed_s: 0, eta_s: null, queue_position: null },
+    summary: null,
+    error: null,
+    heatmap_url: null,
+    tiles_url: null,
+    expires_in_s: null,
+    model: { ...MODEL },
+    disclaimer: "Screening aid only, not a diagnosis (from the service).",
+    ...overrides,
+  };
+}
+
+const doneJob = () =>
+  job({
+    status: "done",
+    progress: { tiles_done: 3, tiles_total: 3, elapsed_s: 6, eta_s: null, queue_position: null },
+    summary: {
+      tissue_found: true, tiles_scored: 3, max_probability: 0.91, top_k: 3, top_k_mean: 0.6,
+      threshold: 0.5, tiles_above_threshold: 2, area_fraction_above: 2 / 3,
+    },
+    heatmap_url: "/slides/job1/heatmap.png",
+    tiles_url: "/slides/job1/tiles",
+    expires_in_s: 3600,
+  });
+
+const tiles = (): SlideTiles => ({
+  id: "job1", width: 2000, height: 1000, threshold: 0.5, disclaimer: "Screening aid only.",
+  tiles: [
+    { x: 0, y: 0, size: 500, tissue: 1, probability: 0.91 },
+    { x: 500, y: 0, size: 500, tissue: 0.8, probability: 0.6 },
+    { x: 500, y: 500, size: 500, tissue: 0.6, probability: 0.29 },
+  ],
+});
+
+/** GET / answers health; each GET /slides/job1 takes the next of `polls`; DELETE and /tiles as given. */
+function slideService(polls: Response[], extra: Record<string, () => Response> = {}) {
+  const queue = [...polls];
+  const fetchMock = vi.fn(async (input: RequestInfo | URL, init: RequestInit = {}) => {
+    const url = String(input);
+    const key = `${init.method ?? "GET"} ${url}`;
+    if (extra[key]) return extra[key]();
+    if (url.endsWith("/")) return json(200, health(true));
+    if (key === "GET /slides/job1") return queue.shift() ?? json(200, doneJob());
+    if (key === "GET /slides/job1/tiles") return json(200, tiles());
+    throw new Error(`unexpected request ${key}`);
+  });
+  vi.stubGlobal("fetch", fetchMock);
+  return fetchMock;
+}
+
+async function pickAndSubmit(user: ReturnType<typeof userEvent.setup>) {
+  await user.upload(screen.getByLabelText(/choose a slide/i), svs());
+  await user.click(screen.getByRole("button", { name: "Screen slide" }));
+}
+
+describe("SlidePage", () => {
+  it("uploads a slide with progress, follows tiles scored with an ETA, then shows the heatmap and summary", async () => {
+    const Xhr = fakeXhr();
+    const running = () => json(200, job({ progress: { tiles_done: 1, tiles_total: 3, elapsed_s: 2, eta_s: 4, queue_position: null } }));
+    slideService([running(), running(), running(), running()]); // 1 of 3 for ~200 ms, then done
+    const user = userEvent.setup();
+    render(<SlidePage pollMs={50} />);
+    await pickAndSubmit(user);
+
+    const upload = Xhr.sent[0]!;
+    expect(upload.method).toBe("POST");
+    expect(upload.url).toBe("/slides");
+    expect(((upload.body as FormData).get("slide_file") as File).name).toBe("CMU-1.svs");
+    act(() => upload.progress(50, 200));
+    expect(screen.getByRole("progressbar", { name: "Upload" })).toHaveAttribute("aria-valuenow", "25");
+    act(() => upload.respond(202, job()));
+
+    await waitFor(() => {
+      expect(screen.getByText(/1 of 3 tissue tiles scored · about 4 s left/)).toBeVisible();
+      expect(screen.getByRole("progressbar", { name: "Tiles scored" })).toHaveAttribute("aria-valuetext", "1 of 3 tiles");
+    });
+
+    const result = await screen.findByRole("region", { name: "Slide heatmap" });
+    const summary = within(result).getByLabelText("Slide summary");
+    expect(summary).toHaveTextContent("Highest tile P(yes)0.91");
+    expect(summary).toHaveTextContent("Mean of top 30.60");
+    expect(summary).toHaveTextContent("2 of 3 (67% of tissue)");
+    expect(summary).toHaveTextContent("P(yes) ≥ 0.5");
+    const image = within(result).getByRole("img", { name: /heatmap of p\(yes\) per tile over cmu-1\.svs/i });
+    expect(image).toHaveAttribute("src", "/slides/job1/heatmap.png?legend=false");
+    expect(screen.getByRole("note", { name: "Disclaimer" })).toBeVisible();
+    expect(screen.getByRole("note", { name: "Demo model" })).toBeVisible();
+    expect(result).toHaveFocus();
+
+    // The image is drawn 400×200 px: the slide (2000×1000) at 1/5. (250, 150) is level-0 (1250, 750)…
+    const heatmap = image;
+    heatmap.getBoundingClientRect = () => ({ left: 0, top: 0, width: 400, height: 200, right: 400, bottom: 200, x: 0, y: 0, toJSON: () => ({}) });
+    fireEvent.mouseMove(heatmap, { clientX: 150, clientY: 150 }); // level-0 (750, 750): the third tile
+    expect(screen.getByRole("status", { name: "Tile" })).toHaveTextContent("x 500, y 500");
+    expect(screen.getByRole("status", { name: "Tile" })).toHaveTextContent("P(yes) 0.29, 60% tissue");
+    fireEvent.click(heatmap, { clientX: 10, clientY: 10 }); // the first tile, kept after the pointer leaves
+    fireEvent.mouseLeave(heatmap);
+    expect(screen.getByRole("status", { name: "Tile" })).toHaveTextContent("x 0, y 0 (level-0 px, 500 px square): P(yes) 0.91");
+    fireEvent.mouseMove(heatmap, { clientX: 350, clientY: 50 }); // background: no tile there
+    expect(screen.getByRole("status", { name: "Tile" })).toHaveTextContent("x 0, y 0");
+  });
+
+  it("cancels a slide being scored: the page stops polling and asks the service to cancel", async () => {
+    const Xhr = fakeXhr();
+    const cancelled = vi.fn(() => json(200, job({ status: "cancelled" })));
+    const fetchMock = slideService(Array.from({ length: 1000 }, () => json(200, job())), { "DELETE /slides/job1": cancelled });
+    const user = userEvent.setup();
+    render(<SlidePage pollMs={5} />);
+    await pickAndSubmit(user);
+    act(() => Xhr.sent[0]!.respond(202, job()));
+    await screen.findByText(/0 of 3 tissue tiles scored/);
+
+    await user.click(screen.getByRole("button", { name: "Cancel" }));
+
+    expect(await screen.findByText("The slide was cancelled; the service stopped scoring it.")).toBeVisible();
+    expect(cancelled).toHaveBeenCalledTimes(1);
+    const polls = fetchMock.mock.calls.filter(([url, init]) => String(url).endsWith("/slides/job1") && !init?.method?.includes("DELETE")).length;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(fetchMock.mock.calls.filter(([url, init]) => String(url).endsWith("/slides/job1") && !init?.method?.includes("DELETE")).length).toBe(polls);
+    expect(screen.getByRole("button", { name: "Screen slide" })).toBeEnabled();
+  });
+
+  it("cancels an upload in flight without creating a job", async () => {
+    const Xhr = fakeXhr();
+    const fetchMock = slideService([]);
+    const user = userEvent.setup();
+    render(<SlidePage pollMs={5} />);
+    await pickAndSubmit(user);
+    await user.click(screen.getByRole("button", { name: "Cancel" }));
+    expect(Xhr.sent[0]!.aborted).toBe(true);
+    expect(await screen.findByText("The upload was cancelled. Nothing was kept.")).toBeVisible();
+    expect(fetchMock.mock.calls.some(([, init]) => init?.method === "DELETE")).toBe(false);
+  });
+
+  it.each([
+    [415, "unsupported_slide", "Not a slide"],
+    [400, "corrupt_slide", "Slide could not be read"],
+    [413, "too_many_tiles", "Too much tissue"],
+    [413, "upload_too_large", "Slide too large"],
+  ])("explains a %s %s in words", async (status, code, title) => {
+    const Xhr = fakeXhr();
+    slideService([]);
+    const user = userEvent.setup();
+    render(<SlidePage pollMs={5} />);
+    await pickAndSubmit(user);
+    act(() => Xhr.sent[0]!.respond(status, { error: code, detail: "From the service.", request_id: "req-9" }));
+    const alert = await screen.findByRole("alert");
+    expect(alert).toHaveTextContent(title);
+    expect(alert).toHaveTextContent("Reference: req-9");
+  });
+
+  it("says so when the slide has no tissue", async () => {
+    const Xhr = fakeXhr();
+    const empty = doneJob();
+    empty.summary = { ...empty.summary!, tissue_found: false, tiles_scored: 0, max_probability: null, top_k: 0, top_k_mean: null, tiles_above_threshold: 0, area_fraction_above: null };
+    slideService([], { "GET /slides/job1/tiles": () => json(200, { ...tiles(), tiles: [] }) });
+    const user = userEvent.setup();
+    render(<SlidePage pollMs={5} />);
+    await pickAndSubmit(user);
+    act(() => Xhr.sent[0]!.respond(202, empty));
+    expect(await screen.findByRole("note", { name: "No tissue" })).toHaveTextContent("No tissue found on this slide");
+  });
+
+  it("shows a job that failed on the service with its reason", async () => {
+    const Xhr = fakeXhr();
+    slideService([json(200, job({ status: "failed", error: "The slide's pixels could not be read." }))]);
+    const user = userEvent.setup();
+    render(<SlidePage pollMs={5} />);
+    await pickAndSubmit(user);
+    act(() => Xhr.sent[0]!.respond(202, job()));
+    expect(await screen.findByRole("alert")).toHaveTextContent("The slide's pixels could not be read.");
+  });
+});
+
+describe("App", () => {
+  it("switches between the image and slide modes by the links in the header", async () => {
+    window.location.hash = "";
+    vi.stubGlobal("fetch", vi.fn(async () => json(200, health())));
+    const user = userEvent.setup();
+    render(<App />);
+    expect(screen.getByRole("button", { name: "Analyse image" })).toBeInTheDocument();
+    await user.click(screen.getByRole("link", { name: "Whole slide" }));
+    await waitFor(() => expect(screen.getByRole("button", { name: "Screen slide" })).toBeInTheDocument());
+    expect(screen.getByRole("link", { name: "Whole slide" })).toHaveAttribute("aria-current", "page");
+    expect(screen.getByRole("note", { name: "Disclaimer" })).toBeVisible();
+    await user.click(screen.getByRole("link", { name: "Single image" }));
+    await waitFor(() => expect(screen.getByRole("button", { name: "Analyse image" })).toBeInTheDocument());
+  });
+});

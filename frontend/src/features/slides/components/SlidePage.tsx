@@ -1,0 +1,205 @@
+import { useEffect, useRef, useState, type FormEvent, type ReactNode } from "react";
+import { ApiError, type Health, type SlideJob, type SlideTiles } from "../../../api/client";
+import { DEFAULT_QUESTION, DISCLAIMER } from "../../../api/prompts.gen";
+import { getHealth } from "../../screening/api/screening";
+import { formatBytes } from "../../screening/files";
+import { describeError, type Problem } from "../../screening/messages";
+import { ErrorAlert } from "../../screening/components/ErrorAlert";
+import { ServiceStatus } from "../../screening/components/ScreeningPage";
+import { FINISHED, cancelSlide, getSlide, getTiles, uploadSlide } from "../api/slides";
+import { SLIDE_TYPES, describeSlideError } from "../messages";
+import { SlideProgress } from "./SlideProgress";
+import { SlideResult } from "./SlideResult";
+
+const ACCEPT = ".svs,.tif,.tiff,.ndpi,.scn,.bif,.svslide,.vms";
+
+type Run =
+  | { state: "idle" }
+  | { state: "working"; fileName: string; uploaded: number; job: SlideJob | null }
+  | { state: "done"; fileName: string; job: SlideJob; tiles: SlideTiles }
+  | { state: "failed"; problem: Problem; cancelled: boolean };
+
+type Props = { nav?: ReactNode; pollMs?: number };
+
+/** Slide mode: upload a whole slide, follow tiles scored / total, then the heatmap. */
+export function SlidePage({ nav, pollMs = 1000 }: Props) {
+  const [health, setHealth] = useState<Health | null>(null);
+  const [healthProblem, setHealthProblem] = useState<Problem | null>(null);
+  const [file, setFile] = useState<File | null>(null);
+  const [question, setQuestion] = useState("");
+  const [run, setRun] = useState<Run>({ state: "idle" });
+  const controller = useRef<AbortController | null>(null);
+  const jobId = useRef<string | null>(null);
+  const outcome = useRef<HTMLElement & HTMLDivElement>(null);
+
+  useEffect(() => {
+    const abort = new AbortController();
+    getHealth(abort.signal).then(setHealth, (error: unknown) => {
+      if (!(error instanceof ApiError && error.kind === "aborted")) setHealthProblem(describeError(error));
+    });
+    return () => {
+      abort.abort();
+      controller.current?.abort();
+    };
+  }, []);
+
+  useEffect(() => {
+    if (run.state === "done" || run.state === "failed") outcome.current?.focus();
+  }, [run.state]);
+
+  async function submit(event: FormEvent) {
+    event.preventDefault();
+    if (!file || run.state === "working") return;
+    const abort = new AbortController();
+    controller.current = abort;
+    jobId.current = null;
+    const fileName = file.name;
+    setRun({ state: "working", fileName, uploaded: 0, job: null });
+    try {
+      let job = await uploadSlide({ slide_file: file, question: question.trim() || null }, (uploaded) =>
+        setRun((now) => (now.state === "working" ? { ...now, uploaded } : now)),
+      abort.signal);
+      jobId.current = job.id;
+      while (!FINISHED.has(job.status)) {
+        setRun({ state: "working", fileName, uploaded: 1, job });
+        await sleep(pollMs, abort.signal);
+        job = await getSlide(job.id, abort.signal);
+      }
+      if (job.status === "done") {
+        const tiles = await getTiles(job, abort.signal);
+        setRun({ state: "done", fileName, job, tiles });
+      } else if (job.status === "cancelled") {
+        setRun({ state: "failed", problem: { title: "Cancelled", body: "The slide was cancelled before every tile was scored.", requestId: null }, cancelled: true });
+      } else {
+        setRun({ state: "failed", problem: { title: "Slide not scored", body: job.error ?? "The service could not score this slide.", requestId: null }, cancelled: false });
+      }
+    } catch (error) {
+      const cancelled = error instanceof ApiError && error.kind === "aborted";
+      const problem = cancelled && jobId.current
+        ? { title: "Cancelled", body: "The slide was cancelled; the service stopped scoring it.", requestId: null }
+        : describeSlideError(error);
+      setRun({ state: "failed", problem, cancelled });
+    } finally {
+      if (controller.current === abort) controller.current = null;
+    }
+  }
+
+  function cancel() {
+    const id = jobId.current;
+    controller.current?.abort();
+    if (id) cancelSlide(id).catch(() => undefined); // best effort: the job may have just finished
+  }
+
+  const working = run.state === "working";
+  const demo = health?.model.demo || (run.state === "done" && run.job.model.demo);
+
+  return (
+    <>
+      <header className="site-header">
+        <div className="container header-inner">
+          <div>
+            <h1 className="brand">Healer</h1>
+            <p className="tagline">Colorectal-cancer screening aid for H&amp;E histopathology</p>
+          </div>
+          {nav}
+          <ServiceStatus health={health} problem={healthProblem} />
+        </div>
+      </header>
+
+      <div className="container notices">
+        <p className="disclaimer" role="note" aria-label="Disclaimer">
+          <strong>Disclaimer.</strong> {health?.disclaimer ?? DISCLAIMER}
+        </p>
+        {demo && (
+          <p className="demo-banner" role="note" aria-label="Demo model">
+            <strong>Demo model.</strong> This service runs a random-weight demo model, not MedGemma: its heatmaps are
+            meaningless and only show that the page works.
+          </p>
+        )}
+      </div>
+
+      <main className="container layout">
+        <form className="panel form" onSubmit={submit} aria-labelledby="slide-form-title">
+          <h2 id="slide-form-title" className="panel-title">
+            Whole slide
+          </h2>
+          <div className="dropzone">
+            <input
+              id="slide-file"
+              className="visually-hidden"
+              type="file"
+              accept={ACCEPT}
+              disabled={working}
+              aria-describedby="slide-file-hint"
+              onChange={(event) => {
+                const picked = event.target.files?.[0];
+                if (picked) setFile(picked);
+                event.target.value = "";
+              }}
+            />
+            <label htmlFor="slide-file" className="dropzone-label">
+              <span aria-hidden="true" className="dropzone-icon">⇪</span>
+              <span className="dropzone-title">{file ? "Choose another slide" : "Choose a slide"}</span>
+            </label>
+            {file && (
+              <p className="picked-name">
+                {file.name} <span className="muted">({formatBytes(file.size)})</span>
+              </p>
+            )}
+            <p id="slide-file-hint" className="muted small">
+              {SLIDE_TYPES}. Tissue is found and cut into tiles; each tile is asked the question.
+            </p>
+          </div>
+          <div className="field">
+            <label htmlFor="slide-question" className="field-label">
+              Question <span className="muted">(optional)</span>
+            </label>
+            <textarea
+              id="slide-question"
+              rows={3}
+              maxLength={500}
+              placeholder={DEFAULT_QUESTION}
+              value={question}
+              disabled={working}
+              onChange={(event) => setQuestion(event.target.value)}
+            />
+          </div>
+          <button type="submit" className="button button-primary" disabled={!file || working}>
+            {working ? "Screening…" : "Screen slide"}
+          </button>
+        </form>
+
+        <div className="outcome" aria-live="polite">
+          {run.state === "idle" && (
+            <section className="panel empty">
+              <h2 className="panel-title">Heatmap</h2>
+              <p className="muted">Choose a slide and select “Screen slide”. Progress and then the heatmap appear here.</p>
+            </section>
+          )}
+          {run.state === "working" && (
+            <SlideProgress fileName={run.fileName} uploaded={run.uploaded} job={run.job} onCancel={cancel} />
+          )}
+          {run.state === "failed" && (
+            <ErrorAlert ref={outcome} problem={run.problem} tone={run.cancelled ? "notice" : "error"} />
+          )}
+        </div>
+        {run.state === "done" && (
+          <div className="slide-outcome">
+            <SlideResult ref={outcome} job={run.job} tiles={run.tiles} fileName={run.fileName} />
+          </div>
+        )}
+      </main>
+    </>
+  );
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(new ApiError({ kind: "aborted" }));
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener("abort", () => {
+      clearTimeout(timer);
+      reject(new ApiError({ kind: "aborted" }));
+    }, { once: true });
+  });
+}
