@@ -129,9 +129,9 @@ def test_http_overload_is_503_with_retry_after(tmp_path, he_tile_png):
     settings = Settings(model_dir=tmp_path, max_batch_size=1, max_queue=1, cache_size=0)
     with TestClient(create_app(settings, engine=engine)) as client:
         workers = [threading.Thread(target=predict, args=(client, he_tile_png)) for _ in range(2)]
-        for worker in workers:
-            worker.start()
-        assert engine.running.wait(5)
+        workers[0].start()
+        assert engine.running.wait(5)  # the first is being answered…
+        workers[1].start()  # …so the second waits in the queue
         deadline = time.monotonic() + 5
         while client.app.state.service.batcher.depth < 2 and time.monotonic() < deadline:
             time.sleep(0.01)  # one running, one waiting: the queue is full
