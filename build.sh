@@ -8,18 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-die() { echo "build.sh: error: $*" >&2; exit 1; }
-
-command -v gcloud >/dev/null 2>&1 \
-  || die "gcloud is not installed: see https://cloud.google.com/sdk/docs/install"
-[[ -n $(gcloud auth list --filter=status:ACTIVE --format='value(account)' 2>/dev/null) ]] \
-  || die "gcloud is not logged in: run gcloud auth login"
-
-PROJECT_ID=${PROJECT_ID:-$(gcloud config get-value project 2>/dev/null || true)}
-[[ -n $PROJECT_ID ]] \
-  || die "no project: set PROJECT_ID=... or run gcloud config set project YOUR_PROJECT_ID"
-REGION=${REGION:-europe-west1}
-REPOSITORY_NAME=${REPOSITORY_NAME:-healer-medgemma}
+# shellcheck source=scripts/gcloud-preflight.sh
+source scripts/gcloud-preflight.sh  # after the cd above
 PROFILE=${PROFILE:-cpu}
 MODEL_ID=${MODEL_ID:-google/medgemma-4b-it}
 MODEL_REVISION=${MODEL_REVISION:-}

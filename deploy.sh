@@ -9,18 +9,8 @@
 # int8 peaks at ~12.8 GiB RSS (8.1 GiB of it the memory-mapped checkpoint), bf16 at ~8.7 GiB.
 set -euo pipefail
 
-die() { echo "deploy.sh: error: $*" >&2; exit 1; }
-
-command -v gcloud >/dev/null 2>&1 \
-  || die "gcloud is not installed: see https://cloud.google.com/sdk/docs/install"
-[[ -n $(gcloud auth list --filter=status:ACTIVE --format='value(account)' 2>/dev/null) ]] \
-  || die "gcloud is not logged in: run gcloud auth login"
-
-PROJECT_ID=${PROJECT_ID:-$(gcloud config get-value project 2>/dev/null || true)}
-[[ -n $PROJECT_ID ]] \
-  || die "no project: set PROJECT_ID=... or run gcloud config set project YOUR_PROJECT_ID"
-REGION=${REGION:-europe-west1}
-REPOSITORY_NAME=${REPOSITORY_NAME:-healer-medgemma}
+# shellcheck source=scripts/gcloud-preflight.sh
+source "$(dirname "$0")/scripts/gcloud-preflight.sh"
 SERVICE_NAME=${SERVICE_NAME:-healer-medgemma-service}
 PROFILE=${PROFILE:-cpu}
 IMAGE_TAG=${IMAGE_TAG:-latest}

@@ -213,9 +213,11 @@ def test_deploy_refuses_bad_settings_before_deploying(gcloud, env, message):
 
 
 def test_the_scripts_keep_the_original_names_and_defaults():
+    shared = (ROOT / "scripts/gcloud-preflight.sh").read_text()  # sourced by both
     for script in ("build.sh", "deploy.sh"):
         text = (ROOT / script).read_text()
-        assert "set -euo pipefail" in text
+        assert "set -euo pipefail" in text and "scripts/gcloud-preflight.sh" in text
+        text += shared
         assert "REGION=${REGION:-europe-west1}" in text
         assert "REPOSITORY_NAME=${REPOSITORY_NAME:-healer-medgemma}" in text
     assert "SERVICE_NAME=${SERVICE_NAME:-healer-medgemma-service}" in (ROOT / "deploy.sh").read_text()
