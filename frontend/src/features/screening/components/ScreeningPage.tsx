@@ -1,7 +1,8 @@
 import { useEffect, useRef, useState, type FormEvent, type ReactNode } from "react";
-import { ApiError, type Health, type Prediction } from "../../../api/client";
-import { DEFAULT_QUESTION, DISCLAIMER } from "../../../api/prompts.gen";
-import { getHealth, predict } from "../api/screening";
+import { ApiError, type Prediction } from "../../../api/client";
+import { DEFAULT_QUESTION } from "../../../api/prompts.gen";
+import { PageFrame, useServiceHealth } from "../../../app/PageFrame";
+import { predict } from "../api/screening";
 import { canPreview } from "../files";
 import { describeError, type Problem } from "../messages";
 import { ErrorAlert } from "./ErrorAlert";
@@ -19,8 +20,7 @@ type Run =
   | { state: "failed"; problem: Problem; cancelled: boolean };
 
 export function ScreeningPage({ nav }: { nav?: ReactNode } = {}) {
-  const [health, setHealth] = useState<Health | null>(null);
-  const [healthProblem, setHealthProblem] = useState<Problem | null>(null);
+  const { health, problem: healthProblem } = useServiceHealth();
   const [file, setFile] = useState<File | null>(null);
   const [previewUrl, setPreviewUrl] = useState<string | null>(null);
   const [question, setQuestion] = useState("");
@@ -33,13 +33,8 @@ export function ScreeningPage({ nav }: { nav?: ReactNode } = {}) {
   const ownedUrls = useRef(new Set<string>()); // every object URL alive, revoked on unmount
 
   useEffect(() => {
-    const abort = new AbortController();
-    getHealth(abort.signal).then(setHealth, (error: unknown) => {
-      if (!(error instanceof ApiError && error.kind === "aborted")) setHealthProblem(describeError(error));
-    });
     const urls = ownedUrls.current;
     return () => {
-      abort.abort();
       controller.current?.abort();
       urls.forEach((url) => URL.revokeObjectURL(url));
       urls.clear();
@@ -105,30 +100,7 @@ export function ScreeningPage({ nav }: { nav?: ReactNode } = {}) {
   const running = run.state === "running";
 
   return (
-    <>
-      <header className="site-header">
-        <div className="container header-inner">
-          <div>
-            <h1 className="brand">Healer</h1>
-            <p className="tagline">Colorectal-cancer screening aid for H&amp;E histopathology</p>
-          </div>
-          {nav}
-          <ServiceStatus health={health} problem={healthProblem} />
-        </div>
-      </header>
-
-      <div className="container notices">
-        <p className="disclaimer" role="note" aria-label="Disclaimer">
-          <strong>Disclaimer.</strong> {health?.disclaimer ?? DISCLAIMER}
-        </p>
-        {demo && (
-          <p className="demo-banner" role="note" aria-label="Demo model">
-            <strong>Demo model.</strong> This service runs a random-weight demo model, not MedGemma: its answers are
-            meaningless and only show that the page works.
-          </p>
-        )}
-      </div>
-
+    <PageFrame nav={nav} health={health} problem={healthProblem} demo={Boolean(demo)} demoWhat="answers">
       <main className="container layout">
         <form className="panel form" onSubmit={submit} aria-labelledby="form-title">
           <h2 id="form-title" className="panel-title">
@@ -180,25 +152,6 @@ export function ScreeningPage({ nav }: { nav?: ReactNode } = {}) {
 
         <HistoryList entries={history} onClear={clearHistory} />
       </main>
-    </>
+    </PageFrame>
   );
-}
-
-export function ServiceStatus({ health, problem }: { health: Health | null; problem: Problem | null }) {
-  if (health) {
-    return (
-      <p className="service-status is-ok">
-        <span className="dot" aria-hidden="true" /> Service ready · {health.model.id}
-        {health.model.demo ? " (demo)" : ""} · {health.model.device}
-      </p>
-    );
-  }
-  if (problem) {
-    return (
-      <p className="service-status is-down" title={problem.body}>
-        <span className="dot" aria-hidden="true" /> {problem.title}
-      </p>
-    );
-  }
-  return <p className="service-status">Checking service…</p>;
 }

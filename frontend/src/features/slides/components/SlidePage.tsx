@@ -1,11 +1,10 @@
 import { useEffect, useRef, useState, type FormEvent, type ReactNode } from "react";
-import { ApiError, type Health, type SlideJob, type SlideTiles } from "../../../api/client";
-import { DEFAULT_QUESTION, DISCLAIMER } from "../../../api/prompts.gen";
-import { getHealth } from "../../screening/api/screening";
+import { ApiError, type SlideJob, type SlideTiles } from "../../../api/client";
+import { DEFAULT_QUESTION } from "../../../api/prompts.gen";
+import { PageFrame, useServiceHealth } from "../../../app/PageFrame";
 import { formatBytes } from "../../screening/files";
-import { describeError, type Problem } from "../../screening/messages";
+import { type Problem } from "../../screening/messages";
 import { ErrorAlert } from "../../screening/components/ErrorAlert";
-import { ServiceStatus } from "../../screening/components/ScreeningPage";
 import { FINISHED, cancelSlide, getSlide, getTiles, uploadSlide } from "../api/slides";
 import { SLIDE_TYPES, describeSlideError } from "../messages";
 import { SlideProgress } from "./SlideProgress";
@@ -23,8 +22,7 @@ type Props = { nav?: ReactNode; pollMs?: number };
 
 /** Slide mode: upload a whole slide, follow tiles scored / total, then the heatmap. */
 export function SlidePage({ nav, pollMs = 1000 }: Props) {
-  const [health, setHealth] = useState<Health | null>(null);
-  const [healthProblem, setHealthProblem] = useState<Problem | null>(null);
+  const { health, problem: healthProblem } = useServiceHealth();
   const [file, setFile] = useState<File | null>(null);
   const [question, setQuestion] = useState("");
   const [run, setRun] = useState<Run>({ state: "idle" });
@@ -32,16 +30,7 @@ export function SlidePage({ nav, pollMs = 1000 }: Props) {
   const jobId = useRef<string | null>(null);
   const outcome = useRef<HTMLElement & HTMLDivElement>(null);
 
-  useEffect(() => {
-    const abort = new AbortController();
-    getHealth(abort.signal).then(setHealth, (error: unknown) => {
-      if (!(error instanceof ApiError && error.kind === "aborted")) setHealthProblem(describeError(error));
-    });
-    return () => {
-      abort.abort();
-      controller.current?.abort();
-    };
-  }, []);
+  useEffect(() => () => controller.current?.abort(), []);
 
   useEffect(() => {
     if (run.state === "done" || run.state === "failed") outcome.current?.focus();
@@ -94,30 +83,7 @@ export function SlidePage({ nav, pollMs = 1000 }: Props) {
   const demo = health?.model.demo || (run.state === "done" && run.job.model.demo);
 
   return (
-    <>
-      <header className="site-header">
-        <div className="container header-inner">
-          <div>
-            <h1 className="brand">Healer</h1>
-            <p className="tagline">Colorectal-cancer screening aid for H&amp;E histopathology</p>
-          </div>
-          {nav}
-          <ServiceStatus health={health} problem={healthProblem} />
-        </div>
-      </header>
-
-      <div className="container notices">
-        <p className="disclaimer" role="note" aria-label="Disclaimer">
-          <strong>Disclaimer.</strong> {health?.disclaimer ?? DISCLAIMER}
-        </p>
-        {demo && (
-          <p className="demo-banner" role="note" aria-label="Demo model">
-            <strong>Demo model.</strong> This service runs a random-weight demo model, not MedGemma: its heatmaps are
-            meaningless and only show that the page works.
-          </p>
-        )}
-      </div>
-
+    <PageFrame nav={nav} health={health} problem={healthProblem} demo={Boolean(demo)} demoWhat="heatmaps">
       <main className="container layout">
         <form className="panel form" onSubmit={submit} aria-labelledby="slide-form-title">
           <h2 id="slide-form-title" className="panel-title">
@@ -189,7 +155,7 @@ export function SlidePage({ nav, pollMs = 1000 }: Props) {
           </div>
         )}
       </main>
-    </>
+    </PageFrame>
   );
 }
 
