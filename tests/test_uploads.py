@@ -159,3 +159,39 @@ def test_a_decompression_bomb_is_refused_without_decoding_it(client):
     response = predict(client, bomb, name="bomb.png")
     assert response.status_code == 413
     assert response.json()["error"] == "image_too_large"
+
+
+def test_a_polyglot_is_read_as_the_image_it_starts_with_and_nothing_else(client, tile):
+    # A valid PNG with an HTML page and a ZIP signature appended: decoded as the PNG only.
+    polyglot = png_bytes(tile) + b"<html><script>alert(1)</script></html>PK\x03\x04" + b"\0" * 64
+    response = predict(client, polyglot, name="x.html", content_type="text/html")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+
+
+def test_the_declared_content_type_is_not_trusted(client, tile):
+    # PNG bytes declared as JPEG are read as the PNG they are; text declared as PNG is refused.
+    assert predict(client, png_bytes(tile), name="a.jpg", content_type="image/jpeg").status_code == 200
+    assert predict(client, b"plain text", name="a.png", content_type="image/png").status_code == 415
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [(b'{"image_file": "aGVsbG8="}', "application/json"),
+     (b"image_file=aGVsbG8%3D", "application/x-www-form-urlencoded"),
+     (b"\x89PNG\r\n\x1a\n" + b"\0" * 100, "image/png"),
+     (b"--x\r\nbroken multipart without an end", "multipart/form-data; boundary=x"),
+     (b"", "multipart/form-data")],
+)
+def test_bodies_that_are_not_a_multipart_upload_get_422(fake_client, fake_engine, body, content_type):
+    response = fake_client.post("/predict", content=body, headers={"Content-Type": content_type})
+    assert response.status_code in (400, 422), response.text
+    assert response.json()["error"] in ("invalid_request", "http_error")
+    assert fake_engine.questions == []
+
+
+def test_a_huge_question_is_refused_before_the_model(fake_client, fake_engine, tile):
+    response = predict(fake_client, png_bytes(tile), question="Is it cancer? " * 70_000)  # ~1 MB
+    assert response.status_code == 422
+    assert response.json()["error"] == "question_too_long"
+    assert fake_engine.questions == []
