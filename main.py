@@ -86,10 +86,18 @@ app = create_app()
 
 if __name__ == "__main__":
     import signal
+    import sys
 
     import uvicorn
 
+    from healer.model_dir import ModelDirError, check_model_dir
+
     settings = Settings()
+    try:  # the common mistake, caught before uvicorn starts: one line, no traceback
+        check_model_dir(settings.model_dir)
+    except ModelDirError as error:
+        log.critical("cannot start: %s", error)
+        sys.exit(2)
     # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal once its own
     # handler is gone; this no-op receives it, so a graceful shutdown exits 0.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)

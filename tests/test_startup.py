@@ -46,9 +46,10 @@ def test_the_server_process_exits_non_zero_with_one_clear_line(tmp_path):
         [sys.executable, "main.py"], cwd=ROOT, capture_output=True, text=True, timeout=120,
         env={"PATH": "/usr/bin:/bin", "MODEL_DIR": str(tmp_path / "nowhere"), "PORT": "18089"},
     )
-    assert result.returncode != 0
+    assert result.returncode == 2
     [line] = [ln for ln in result.stderr.splitlines() if "cannot start" in ln]
     assert "does not exist" in line and "download.py --demo" in line
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(
