@@ -95,6 +95,16 @@ def post(url: str, image: bytes, explain: bool = True) -> float:
     return time.perf_counter() - started
 
 
+def batch_counts(url: str) -> tuple[float, float] | None:
+    """(queries, model calls) so far, from Healer's Prometheus metrics; None without them."""
+    response = httpx.get(url + "/metrics", timeout=60)
+    if response.status_code != 200:
+        return None
+    values = dict(line.rsplit(" ", 1) for line in response.text.splitlines()
+                  if line.startswith(("healer_batch_size_sum ", "healer_batch_size_count ")))
+    return float(values["healer_batch_size_sum"]), float(values["healer_batch_size_count"])
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -160,10 +170,14 @@ def bench_config(name: str, model_dir: Path, images: list[bytes], requests: int,
         prober = threading.Thread(target=probe, daemon=True)
         prober.start()
         burst = [next(images) for _ in range(clients)]
+        batches_before = batch_counts(url)
         concurrent_started = time.perf_counter()
         with ThreadPoolExecutor(clients) as pool:
             list(pool.map(lambda image: post(url, image), burst))
         result[f"throughput_{clients}"] = clients / (time.perf_counter() - concurrent_started)
+        batches_after = batch_counts(url)
+        if batches_before and batches_after:  # the original has no metrics
+            result["burst_batches"] = batches_after[1] - batches_before[1]
         done.set()
         prober.join()
         result["health_p99_ms"] = percentile(health, 0.99) * 1000
@@ -194,6 +208,7 @@ def table(results: dict, clients: int) -> str:
             if "answer_only" in r else "n/a")),
         ("throughput, 1 client (answers/min)", lambda r: f"{60 * r['throughput_1']:.2f}"),
         (f"throughput, {clients} clients (answers/min)", lambda r: f"{60 * r[f'throughput_{clients}']:.2f}"),
+        (f"model calls for the {clients} concurrent answers", lambda r: f"{r['burst_batches']:.0f}" if "burst_batches" in r else "n/a"),
         ("GET / p99 under load (ms)", lambda r: f"{r['health_p99_ms']:.0f}"),
         ("peak RSS: anon / file (GiB)", lambda r: f"{r['peak_anon_gib']:.2f} / {r['peak_file_gib']:.2f}"),
         ("steady RSS: anon / file (GiB)", lambda r: f"{r['steady_anon_gib']:.2f} / {r['steady_file_gib']:.2f}"),
