@@ -6,7 +6,7 @@
 #
 # The service is private by default (callers need roles/run.invoker); ALLOW_UNAUTHENTICATED=true
 # makes it public. Sizes come from measurements of the full model (README, "Build and deploy"): on CPU,
-# int8 peaked at 10.6 GiB answering a batch of four (~6 GiB between answers), bf16 at ~9.4 GiB.
+# int8 peaked at ~10.7 GiB answering a batch of four (~6 GiB between answers), bf16 at ~9.6 GiB.
 set -euo pipefail
 
 # shellcheck source=scripts/gcloud-preflight.sh
