@@ -12,7 +12,6 @@ with the date and a description of the machine, to bench/results/.
 import argparse
 import io
 import json
-import os
 import platform
 import statistics
 import sys
@@ -272,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         table(results, args.clients),
         "",
-        *ratios(results, args.clients, ceiling[torch.bfloat16] * 1e12 / 1e12, work),
+        *ratios(results, args.clients, ceiling[torch.bfloat16], work),
         "",
     ])
     print(report)

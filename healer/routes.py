@@ -36,11 +36,20 @@ Service = Annotated[ScreeningService, Depends(get_service)]
 ApiKey = Depends(require_api_key)
 
 
-def _errors(*statuses: int) -> dict:
+def error_responses(*statuses: int) -> dict:
+    """OpenAPI entries for the statuses a route can answer with an ErrorBody."""
     return {status: {"model": ErrorBody} for status in statuses}
 
 
-@router.get("/", response_model=Health, responses=_errors(503), summary="Health check")
+def asked_question(question: str | None, max_chars: int) -> str:
+    """The question as asked (the default when blank), or 422 when it is too long."""
+    question = (question or "").strip() or DEFAULT_QUESTION
+    if len(question) > max_chars:
+        raise BadQuestion(f"The question is longer than {max_chars} characters.")
+    return question
+
+
+@router.get("/", response_model=Health, responses=error_responses(503), summary="Health check")
 async def health(service: Service) -> Health:
     """200 once the model is loaded and warmed up, with the model it serves."""
     return service.health()
@@ -49,7 +58,7 @@ async def health(service: Service) -> Health:
 @router.post(
     "/predict",
     response_model=Prediction,
-    responses=_errors(400, 401, 413, 415, 422, 503, 504),
+    responses=error_responses(400, 401, 413, 415, 422, 503, 504),
     summary="Ask the screening question about one H&E image",
     dependencies=[ApiKey],
 )
@@ -60,10 +69,7 @@ async def predict(
     explain: Annotated[bool, Form(description="false: answer and probability only (faster)")] = True,
 ) -> Prediction:
     """Yes / no / uncertain, P(yes) and a one-sentence explanation. A screening aid, not a diagnosis."""
-    question = (question or "").strip() or DEFAULT_QUESTION
-    limit = service.settings.max_question_chars
-    if len(question) > limit:
-        raise BadQuestion(f"The question is longer than {limit} characters.")
+    question = asked_question(question, service.settings.max_question_chars)
     return await service.predict(await image_file.read(), question, explain)
 
 

@@ -8,20 +8,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, Path as PathParam, Query, Request, Response, UploadFile
 from fastapi.responses import StreamingResponse
 
-from healer.errors import BadQuestion, NotReady, ResultsNotReady, SlideNotFound, TooLarge
-from healer.prompts import DEFAULT_QUESTION
-from healer.routes import ApiKey
-from healer.schemas import ErrorBody, SlideJob, SlideTiles
+from healer.errors import NotReady, ResultsNotReady, SlideNotFound, TooLarge
+from healer.routes import ApiKey, asked_question, error_responses
+from healer.schemas import SlideJob, SlideTiles
 from healer.slides.jobs import SlideJobs
 from healer.slides.plan import plan_slide
 from healer.slides.wsi import SUFFIXES
 
 router = APIRouter(prefix="/slides", tags=["slides"], dependencies=[ApiKey])
 COPY_CHUNK = 1024 * 1024
-
-
-def _errors(*statuses: int) -> dict:
-    return {status: {"model": ErrorBody} for status in statuses}
 
 
 def get_jobs(request: Request) -> SlideJobs:
@@ -39,7 +34,7 @@ JobId = Annotated[str, PathParam(pattern="^[0-9a-f]{32}$", description="The id P
     "",
     status_code=202,
     response_model=SlideJob,
-    responses=_errors(400, 401, 413, 415, 422, 503),
+    responses=error_responses(400, 401, 413, 415, 422, 503),
     summary="Upload a whole slide; it is scored tile by tile in the background",
 )
 async def upload_slide(
@@ -51,10 +46,8 @@ async def upload_slide(
 ) -> SlideJob:
     """202 with the job at once: tiles done / total and ETA by polling `GET /slides/{id}` or
     the event stream. Limits: MAX_SLIDE_MB, MAX_SLIDE_TILES tissue tiles. A screening aid."""
-    question = (question or "").strip() or DEFAULT_QUESTION
     settings = request.app.state.settings
-    if len(question) > settings.max_question_chars:
-        raise BadQuestion(f"The question is longer than {settings.max_question_chars} characters.")
+    question = asked_question(question, settings.max_question_chars)
     jobs.check_room()
     job_id, directory = jobs.new_directory()
     suffix = PurePath(slide_file.filename or "").suffix.lower()
@@ -82,7 +75,7 @@ def _save(upload: UploadFile, path: Path, max_bytes: int) -> None:
             out.write(chunk)
 
 
-@router.get("/{job_id}", response_model=SlideJob, responses=_errors(401, 404, 422), summary="A slide job's state")
+@router.get("/{job_id}", response_model=SlideJob, responses=error_responses(401, 404, 422), summary="A slide job's state")
 async def get_slide(job_id: JobId, jobs: Jobs) -> SlideJob:
     """Status, tiles done / total, ETA; once done, the summary and where the results are."""
     return jobs.view(jobs.get(job_id))
@@ -94,7 +87,7 @@ async def get_slide(job_id: JobId, jobs: Jobs) -> SlideJob:
     responses={200: {"content": {"text/event-stream": {}},
                      "description": "Server-sent events: `progress` with a SlideJob as data, "
                                     "then one final `done`, `failed` or `cancelled`"},
-               **_errors(401, 404, 422)},
+               **error_responses(401, 404, 422)},
     summary="A slide job's progress as server-sent events",
 )
 async def slide_events(job_id: JobId, jobs: Jobs) -> StreamingResponse:
@@ -113,14 +106,14 @@ async def slide_events(job_id: JobId, jobs: Jobs) -> StreamingResponse:
                              headers={"X-Accel-Buffering": "no"})
 
 
-@router.delete("/{job_id}", response_model=SlideJob, responses=_errors(401, 404, 422), summary="Cancel a slide job")
+@router.delete("/{job_id}", response_model=SlideJob, responses=error_responses(401, 404, 422), summary="Cancel a slide job")
 async def cancel_slide(job_id: JobId, jobs: Jobs) -> SlideJob:
     """Cancels a queued or running job; on a finished job, deletes its results now."""
     job = await jobs.cancel(job_id)
     return jobs.view(job)
 
 
-@router.get("/{job_id}/tiles", response_model=SlideTiles, responses=_errors(401, 404, 409, 422),
+@router.get("/{job_id}/tiles", response_model=SlideTiles, responses=error_responses(401, 404, 409, 422),
             summary="Every scored tile: level-0 position, size, tissue fraction, P(yes)")
 async def slide_tiles(job_id: JobId, jobs: Jobs) -> SlideTiles:
     """Coordinates are level-0 pixels of the slide."""
@@ -135,7 +128,7 @@ async def slide_tiles(job_id: JobId, jobs: Jobs) -> SlideTiles:
     "/{job_id}/heatmap.png",
     response_class=Response,
     responses={200: {"content": {"image/png": {}}, "description": "Tile P(yes) over the thumbnail"},
-               **_errors(401, 404, 409, 422)},
+               **error_responses(401, 404, 409, 422)},
     summary="The heatmap over the slide's thumbnail",
 )
 async def slide_heatmap(
