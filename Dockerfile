@@ -48,7 +48,8 @@ RUN pip install -r requirements.txt
 
 # Layer 2: the weights, fetched by download.py with the token from the build secret.
 COPY download.py ./
-COPY healer/__init__.py healer/settings.py healer/model_dir.py healer/hub.py ./healer/
+COPY healer/__init__.py healer/settings.py ./healer/
+COPY healer/model/__init__.py healer/model/model_dir.py healer/model/hub.py ./healer/model/
 ARG MODEL_ID=google/medgemma-4b-it
 ARG MODEL_REVISION=
 ARG HF_ENDPOINT=https://huggingface.co

@@ -22,12 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = Settings()
     if args.demo:
-        from healer.demo_model import write_demo_model
+        from healer.model.demo import write_demo_model
 
         path = write_demo_model(settings.model_dir)
         print(f"Wrote the demo model (random weights, meaningless answers) to {path}")
         return 0
-    from healer.hub import DownloadError, download_model
+    from healer.model.hub import DownloadError, download_model
 
     token = os.environ.get("HF_TOKEN") or os.environ.get("MY_HF_TOKEN") or None
     try:

@@ -26,11 +26,11 @@ import httpx
 import torch
 from PIL import Image
 
-from healer.demo_model import write_demo_model
-from healer.medgemma import usable_cpus
-from healer.model_dir import missing_files
-from tests.live_server import live_server
-from tests.packaged_data import package_file
+from healer.model.demo import write_demo_model
+from healer.model.medgemma import usable_cpus
+from healer.model.model_dir import missing_files
+from healer.tools.live_server import live_server
+from healer.tools.packaged_data import package_file
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = {

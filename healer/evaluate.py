@@ -19,12 +19,12 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from healer import roc
-from healer.evaluation import EvaluationError, LabelledFolder, label_folder, score_tiles, write_csv
+from healer.evaluation import metrics as roc
+from healer.evaluation.folder import EvaluationError, LabelledFolder, label_folder, score_tiles, write_csv
 from healer.logs import setup_logging
-from healer.model_dir import ModelDirError
-from healer.prompts import DEFAULT_QUESTION, DEMO_WARNING
-from healer.roc_plot import draw_roc
+from healer.model.model_dir import ModelDirError
+from healer.screening.prompts import DEFAULT_QUESTION, DEMO_WARNING
+from healer.evaluation.plot import draw_roc
 from healer.settings import Settings
 
 THRESHOLD_DECIMALS = 4
@@ -127,7 +127,7 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> int:
     folder = label_folder(args.folder, args.positive, args.negative, args.ignore)
     print(f"folder: {folder.root}\n{_describe(folder)}")
 
-    from healer.medgemma import MedGemmaEngine  # torch loads only once the folder is known good
+    from healer.model.medgemma import MedGemmaEngine  # torch loads only once the folder is known good
 
     engine = MedGemmaEngine.load(settings)
     info = engine.info

@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     quantization: Literal["int8", "none"] = "int8"
     device: Literal["auto", "cuda", "cpu"] = "auto"
     max_new_tokens: int = Field(48, ge=1, le=256)
-    threshold: float = Field(0.5, gt=0, lt=1)  # P(yes) a "yes" needs; see healer.answers
+    threshold: float = Field(0.5, gt=0, lt=1)  # P(yes) a "yes" needs; see healer.screening.answers
 
     max_batch_size: int = Field(4, ge=1, le=64)
     batch_wait_ms: float = Field(10, ge=0, le=1000)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from main import create_app  # noqa: E402  (needs the repo root on the path first)
+from healer.api.app import create_app  # noqa: E402  (needs the repo root on the path first)
 
 
 def main() -> None:

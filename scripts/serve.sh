@@ -7,7 +7,7 @@ scripts/setup.sh
 py=.venv/bin/python
 
 export MODEL_DIR="${MODEL_DIR:-medgemma-model}"
-complete() { "$py" -c 'import sys; from healer.model_dir import missing_files; sys.exit(bool(missing_files(sys.argv[1])))' "$1" 2>/dev/null; }
+complete() { "$py" -c 'import sys; from healer.model.model_dir import missing_files; sys.exit(bool(missing_files(sys.argv[1])))' "$1" 2>/dev/null; }
 
 if ! complete "$MODEL_DIR"; then
   if [[ -n ${HF_TOKEN:-}${MY_HF_TOKEN:-} ]]; then

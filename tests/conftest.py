@@ -11,11 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from healer.demo_model import write_demo_model
-from healer.fake_engine import FakeEngine
+from healer.model.demo import write_demo_model
+from healer.model.fake import FakeEngine
 from healer.settings import Settings
-from main import create_app
-from tests.packaged_data import package_file
+from healer.api.app import create_app
+from healer.tools.packaged_data import package_file
 
 
 def png_bytes(image: Image.Image, **params) -> bytes:

@@ -14,7 +14,7 @@ import numpy as np
 import openslide
 from PIL import Image
 
-from tests.packaged_data import package_file
+from healer.tools.packaged_data import package_file
 
 
 TILE = 224

@@ -6,9 +6,9 @@ import signal
 
 import uvicorn
 
-from healer.fake_engine import FakeEngine
+from healer.model.fake import FakeEngine
 from healer.settings import Settings
-from main import create_app
+from healer.api.app import create_app
 
 if __name__ == "__main__":
     settings = Settings()

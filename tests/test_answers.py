@@ -2,8 +2,7 @@
 
 import pytest
 
-from healer.answers import decide, explanation_complete, first_sentence, split_answer, token_label
-from healer.engine import Generation
+from healer.screening.answers import decide, explanation_complete, first_sentence, split_answer, token_label
 
 
 @pytest.mark.parametrize(
@@ -37,7 +36,7 @@ from healer.engine import Generation
     ],
 )
 def test_verdict_from_model_text(text, first_token, p_yes, answer, explanation):
-    verdict = decide(Generation(text=text, p_yes=p_yes, first_token_label=first_token))
+    verdict = decide(text, p_yes, first_token)
     assert verdict.answer == answer
     assert verdict.probability == p_yes
     assert verdict.explanation == explanation
@@ -50,7 +49,7 @@ def test_verdict_from_model_text(text, first_token, p_yes, answer, explanation):
      ("no", 0.7, "uncertain", "Uncertain")],
 )
 def test_answer_only_mode_uses_the_first_token(first_token, p_yes, answer, prediction):
-    verdict = decide(Generation(text="", p_yes=p_yes, first_token_label=first_token))
+    verdict = decide("", p_yes, first_token)
     assert (verdict.answer, verdict.explanation, verdict.prediction) == (answer, "", prediction)
 
 
@@ -58,7 +57,7 @@ def test_answer_only_mode_uses_the_first_token(first_token, p_yes, answer, predi
     ("answer", "p_yes"), [("yes", 0.5), ("no", 0.5), ("yes", 1.0), ("no", 0.0)]
 )
 def test_probability_at_the_boundary_still_agrees(answer, p_yes):
-    verdict = decide(Generation(text=f"{answer.capitalize()}.", p_yes=p_yes, first_token_label=answer))
+    verdict = decide(f"{answer.capitalize()}.", p_yes, answer)
     assert verdict.answer == answer
 
 
@@ -97,5 +96,5 @@ def test_first_sentence_and_split_answer():
 )
 def test_a_lower_threshold_refers_borderline_noes_for_review(text, p_yes, answer):
     label = text.split(".")[0].lower()
-    verdict = decide(Generation(text=text, p_yes=p_yes, first_token_label=label), threshold=0.37)
+    verdict = decide(text, p_yes, label, threshold=0.37)
     assert verdict.answer == answer

@@ -6,13 +6,13 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from healer.batching import Batcher
-from healer.engine import Query
+from healer.screening.batching import Batcher
+from healer.model.engine import Query
 from healer.errors import Busy, NotReady, TimedOut
-from healer.fake_engine import FakeEngine
-from healer.medgemma import MedGemmaEngine
+from healer.model.fake import FakeEngine
+from healer.model.medgemma import MedGemmaEngine
 from healer.settings import Settings
-from main import create_app
+from healer.api.app import create_app
 from tests.conftest import demo_settings
 from tests.test_predict import predict
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from fake_hub import COMMIT, FakeHub
-from healer import hub as hub_module
-from healer.demo_model import write_demo_model
-from healer.model_dir import MARKER_FILE
+from healer.model import hub as hub_module
+from healer.model.demo import write_demo_model
+from healer.model.model_dir import MARKER_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO = "google/medgemma-4b-it"

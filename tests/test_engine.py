@@ -4,9 +4,9 @@ import pytest
 import torch
 from PIL import Image
 
-from healer.engine import Query
-from healer.medgemma import MedGemmaEngine, _FirstSentenceStop, resolve_device, usable_cpus
-from healer.prompts import DEFAULT_QUESTION, SYSTEM_PROMPT
+from healer.model.engine import Query
+from healer.model.medgemma import MedGemmaEngine, _FirstSentenceStop, resolve_device, usable_cpus
+from healer.screening.prompts import DEFAULT_QUESTION, SYSTEM_PROMPT
 from tests.conftest import demo_settings
 
 

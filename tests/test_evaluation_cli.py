@@ -2,7 +2,7 @@
 
 The demo model's numbers are meaningless; these tests check the pipeline and its outputs (the CSV,
 the printed metrics and THRESHOLD line, metrics.json, the ROC picture) and that they agree with
-each other and with healer.roc recomputed from the CSV.
+each other and with healer.evaluation.metrics recomputed from the CSV.
 """
 
 import csv
@@ -18,10 +18,10 @@ import pytest
 from PIL import Image
 
 from evaluation_tiles import COUNTS, build_tile_folder
-from healer import roc
+from healer.evaluation import metrics as roc
 from healer.evaluate import main
-from healer.medgemma import MedGemmaEngine
-from healer.roc_plot import POINT, to_pixel
+from healer.model.medgemma import MedGemmaEngine
+from healer.evaluation.plot import POINT, to_pixel
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from healer.evaluation import EvaluationError, label_folder, score_tiles, write_csv
-from healer.fake_engine import FakeEngine
+from healer.evaluation.folder import EvaluationError, label_folder, score_tiles, write_csv
+from healer.model.fake import FakeEngine
 
 CLASSES = {"ADI": 2, "BACK": 1, "NORM": 3, "STR": 2, "TUM": 4}
 

@@ -1,9 +1,9 @@
-"""The screening metrics against cases worked out by hand (healer.roc: pure numpy, no model)."""
+"""The screening metrics against cases worked out by hand (healer.evaluation.metrics: pure numpy, no model)."""
 
 import numpy as np
 import pytest
 
-from healer import roc
+from healer.evaluation import metrics as roc
 from healer.evaluate import round_down, show
 
 # Four positives and five negatives; 0.6 is both a positive's and a negative's score (a tie).

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from tests.live_server import live_server
+from healer.tools.live_server import live_server
 
 CASES_PER_RUN = 600  # POST /predict with valid and with invalid data: at least 1,000 cases
 

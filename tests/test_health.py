@@ -5,9 +5,9 @@ import time
 
 from fastapi.testclient import TestClient
 
-from healer.fake_engine import FakeEngine
+from healer.model.fake import FakeEngine
 from healer.settings import Settings
-from main import create_app
+from healer.api.app import create_app
 
 
 def test_health_reports_the_model_it_serves(client):

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from tests.live_server import live_server
+from healer.tools.live_server import live_server
 
 
 def rss_mib(pid: int) -> float:

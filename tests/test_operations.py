@@ -6,10 +6,10 @@ import logging
 import pytest
 from fastapi.testclient import TestClient
 
-from healer.fake_engine import FakeEngine
+from healer.model.fake import FakeEngine
 from healer.logs import JsonFormatter, request_id
 from healer.settings import Settings
-from main import create_app
+from healer.api.app import create_app
 from tests.test_predict import predict
 
 

@@ -5,7 +5,7 @@ import logging
 import pytest
 from PIL import PngImagePlugin
 
-from healer.prompts import DEFAULT_QUESTION
+from healer.screening.prompts import DEFAULT_QUESTION
 from tests.conftest import png_bytes
 
 
@@ -14,7 +14,7 @@ def predict(client, content: bytes, name="tile.png", content_type="image/png", *
 
 
 def assert_agrees(body):
-    """answer, probability and text tell one story (healer.answers' rule)."""
+    """answer, probability and text tell one story (healer.screening.answers' rule)."""
     if body["answer"] == "yes":
         assert body["probability"] >= 0.5
     if body["answer"] == "no":
@@ -109,9 +109,9 @@ def test_the_fake_engine_contract_matches_the_real_one(fake_client, he_tile_png)
 def test_the_threshold_in_use_is_reported_and_applied(tmp_path, he_tile_png):
     from fastapi.testclient import TestClient
 
-    from healer.fake_engine import FakeEngine
+    from healer.model.fake import FakeEngine
     from healer.settings import Settings
-    from main import create_app
+    from healer.api.app import create_app
 
     engine = FakeEngine(text="No. Regular crypts.", p_yes=0.3, first_token_label="no")
     for threshold, answer in ((0.5, "no"), (0.2, "uncertain")):

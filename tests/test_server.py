@@ -4,7 +4,7 @@ import signal
 
 import httpx
 
-from tests.live_server import live_server
+from healer.tools.live_server import live_server
 
 
 def test_a_real_server_answers_a_multipart_upload_like_curl(demo_model_dir, he_tile_path):

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from main import create_app
+from healer.api.app import create_app
 from tests.conftest import demo_settings
 from tests.slide_files import cmu_svs, pyramid_tiff, tissue_picture
 

@@ -8,7 +8,7 @@ import time
 
 import httpx
 
-from tests.live_server import live_server
+from healer.tools.live_server import live_server
 from tests.slide_files import cmu_svs
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from healer.schemas import SlideSummary
+from healer.slides.schemas import SlideSummary
 from healer.slides import heatmap
 from healer.slides.summary import summarise
 from healer.slides.tiling import Tile, tile_size, tissue_tiles

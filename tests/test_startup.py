@@ -9,9 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from healer.model_dir import ModelDirError, check_model_dir
+from healer.model.model_dir import ModelDirError, check_model_dir
 from healer.settings import Settings
-from main import create_app
+from healer.api.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 

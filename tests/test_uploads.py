@@ -6,8 +6,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from healer.images import decode_image
-from main import create_app
+from healer.screening.images import decode_image
+from healer.api.app import create_app
 from tests.conftest import demo_settings, png_bytes
 from tests.test_predict import assert_agrees, predict
 

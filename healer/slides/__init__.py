@@ -5,6 +5,10 @@
     tiling.py    the tile grid at the target resolution, background tiles dropped
     heatmap.py   the tiles' P(yes) drawn over the thumbnail, with a legend
     summary.py   the slide-level numbers (max, top-k mean, area above the threshold)
-    jobs.py      the job queue: one slide scored at a time, progress, cancel, results on disk, TTL
-    routes.py    the HTTP surface under /slides
+    plan.py      what a job will score, decided at upload time (every limit answered at once)
+    store.py     where a job's files live
+    runner.py    who scores a job: tile batches through the shared model, then the results
+    jobs.py      the life cycle: queue, progress, cancel, event streams, time to live
+    schemas.py   the JSON of a job, its tiles and its summary
+The HTTP surface under /slides is healer/api/slides.py.
 """

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from healer.errors import TooManyTiles
-from healer.schemas import SlideInfo
+from healer.slides.schemas import SlideInfo
 from healer.settings import Settings
 from healer.slides.tiling import Tile, tile_size, tissue_tiles
 from healer.slides.tissue import tissue_mask

@@ -1,6 +1,6 @@
 """The slide-level numbers, from the tiles' P(yes). Pure."""
 
-from healer.schemas import SlideSummary
+from healer.slides.schemas import SlideSummary
 
 
 def summarise(probabilities: list[float], threshold: float, top_k: int) -> SlideSummary:

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from healer import answers
-from healer.engine import Engine, Query
+from healer.screening import answers
+from healer.model.engine import Engine, Query
 from healer.errors import HealerError
-from healer.images import decode_image
+from healer.screening.images import decode_image
 
 # The suffixes of the formats `decode_image` opens; anything else in a class folder is ignored.
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp", ".webp"}
@@ -128,7 +128,7 @@ def score_tiles(
                 queries.append(Query(image, question, explain=False))
             generations = engine.generate(queries) if queries else []
             for tile, generation in zip(readable, generations, strict=True):
-                scored.append(Scored(tile, generation.p_yes, answers.decide(generation).answer))
+                scored.append(Scored(tile, generation.p_yes, answers.decide(generation.text, generation.p_yes, generation.first_token_label).answer))
             bar.update(len(batch))
     return scored, unreadable
 

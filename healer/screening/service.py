@@ -1,7 +1,7 @@
 """One screening request, from uploaded bytes to the JSON answer.
 
 `cache → decode → batch → decide`: identical requests are answered from memory; the image is
-decoded on the shared worker pool; the model runs batches on its own thread (healer.batching),
+decoded on the shared worker pool; the model runs batches on its own thread (healer.screening.batching),
 so the event loop stays free and the health check answers in milliseconds meanwhile.
 """
 
@@ -9,13 +9,14 @@ import time
 
 from starlette.concurrency import run_in_threadpool
 
-from healer import answers, metrics
-from healer.batching import Batcher
-from healer.cache import LRUCache, cache_key
-from healer.engine import Engine, Query
-from healer.images import decode_image
-from healer.prompts import DISCLAIMER
-from healer.schemas import Health, ModelCard, Prediction
+from healer import metrics
+from healer.screening import answers
+from healer.screening.batching import Batcher
+from healer.screening.cache import LRUCache, cache_key
+from healer.model.engine import Engine, Query
+from healer.screening.images import decode_image
+from healer.screening.prompts import DISCLAIMER
+from healer.screening.schemas import Health, ModelCard, Prediction
 from healer.settings import Settings
 
 
@@ -47,7 +48,9 @@ class ScreeningService:
         generation = await self.batcher.submit(
             Query(image, question, explain), timeout_s=self.settings.request_timeout_s
         )
-        verdict = answers.decide(generation, self.settings.threshold)
+        verdict = answers.decide(
+            generation.text, generation.p_yes, generation.first_token_label, self.settings.threshold
+        )
         prediction = Prediction(
             answer=verdict.answer,
             probability=verdict.probability,

@@ -16,8 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from healer.engine import Generation, Label
-
+Label = Literal["yes", "no"]
 Answer = Literal["yes", "no", "uncertain"]
 
 _LEADING_LABEL = re.compile(
@@ -62,11 +61,12 @@ def explanation_complete(text: str) -> bool:
     return first_sentence(split_answer(text)[1]) is not None
 
 
-def decide(generation: Generation, threshold: float = 0.5) -> Verdict:
-    text = generation.text.strip()
+def decide(text: str, p_yes: float, first_token_label: Label | None, threshold: float = 0.5) -> Verdict:
+    """The verdict on one model output: its text (empty in answer-only mode), P(yes) and the
+    first generated token's label."""
+    text = text.strip()
     parsed_label, rest = split_answer(text)
-    label = parsed_label if text else generation.first_token_label
-    p_yes = generation.p_yes
+    label = parsed_label if text else first_token_label
     agrees = (label == "yes" and p_yes >= threshold) or (label == "no" and p_yes <= threshold)
     answer: Answer = label if agrees else "uncertain"  # type: ignore[assignment]
     explanation = first_sentence(rest) or rest

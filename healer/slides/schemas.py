@@ -1,45 +1,10 @@
-"""The JSON the service answers with, as it appears in the OpenAPI schema."""
+"""The JSON of a slide job, its tiles and its summary, as the OpenAPI schema shows it."""
 
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
-
-class ModelCard(BaseModel):
-    id: str = Field(examples=["google/medgemma-4b-it"])
-    revision: str | None = Field(description="Hugging Face commit of the weights, when known")
-    device: Literal["cpu", "cuda"]
-    quantization: Literal["int8", "none"]
-    demo: bool = Field(description="True when a random-weight demo model answers: meaningless output")
-
-
-class Health(BaseModel):
-    status: Literal["ok"]
-    model: ModelCard
-    disclaimer: str
-
-
-class Prediction(BaseModel):
-    answer: Literal["yes", "no", "uncertain"] = Field(
-        description="yes/no when the text and the probability agree; uncertain otherwise"
-    )
-    probability: float = Field(
-        ge=0, le=1, description="P(yes) from the first generated token, normalised over yes and no"
-    )
-    explanation: str = Field(description="One sentence; empty in answer-only mode")
-    prediction: str = Field(description="The model's text as one string, as the first API returned it")
-    question: str
-    threshold: float = Field(description="P(yes) a yes needs (THRESHOLD); a no needs P(yes) at most this")
-    model: ModelCard
-    timings_ms: dict[str, float]
-    cached: bool = Field(False, description="Answered from memory: same image bytes, question and mode")
-    disclaimer: str
-
-
-class ErrorBody(BaseModel):
-    error: str = Field(description="Stable machine-readable reason code", examples=["corrupt_image"])
-    detail: str = Field(description="What went wrong, for a person")
-    request_id: str
+from healer.screening.schemas import ModelCard
 
 
 class SlideInfo(BaseModel):

@@ -13,11 +13,10 @@ import time
 import uuid
 
 from starlette.datastructures import MutableHeaders
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from healer.errors import HealerError
-from healer.handlers import UPLOAD_TOO_LARGE, error_response
+from healer.api.handlers import BodyTooLarge, error_response, upload_too_large
 from healer.logs import request_id
 from healer.metrics import observe_request
 
@@ -87,22 +86,23 @@ class BodyLimitMiddleware:
 
     A declared Content-Length over the limit is answered at once; a chunked body is counted as
     it arrives and cut off by a 413 that FastAPI's form parser passes through unchanged.
-    `path_limits` gives exact paths their own limit (slide uploads are far larger than images).
+    Limits are (bytes, the setting that sets them); `path_limits` gives exact paths their own
+    (slide uploads are far larger than images).
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int, path_limits: dict[str, int] | None = None):
+    def __init__(self, app: ASGIApp, limit: tuple[int, str], path_limits: dict[str, tuple[int, str]] | None = None):
         self.app = app
-        self.max_bytes = max_bytes
+        self.limit = limit
         self.path_limits = path_limits or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        max_bytes = self.path_limits.get(scope["path"], self.max_bytes)
+        max_bytes, setting = self.path_limits.get(scope["path"], self.limit)
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > max_bytes:
-            await _too_large()(scope, receive, send)
+            await upload_too_large(setting)(scope, receive, send)
             return
         received = 0
 
@@ -111,11 +111,8 @@ class BodyLimitMiddleware:
             message = await receive()
             received += len(message.get("body", b""))
             if received > max_bytes:
-                raise HTTPException(413)
+                raise BodyTooLarge(setting)
             return message
 
         await self.app(scope, counting_receive, send)
 
-
-def _too_large():
-    return error_response(413, "upload_too_large", UPLOAD_TOO_LARGE)

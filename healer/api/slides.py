@@ -1,32 +1,22 @@
 """The HTTP surface of slide screening: upload (202 + job), progress, events, cancel, results."""
 
 import asyncio
-import shutil
 from pathlib import Path, PurePath
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Path as PathParam, Query, Request, Response, UploadFile
+from fastapi import APIRouter, File, Form, Path as PathParam, Query, Request, Response, UploadFile
 from fastapi.responses import StreamingResponse
 
-from healer.errors import NotReady, ResultsNotReady, SlideNotFound, TooLarge
-from healer.routes import ApiKey, asked_question, error_responses
-from healer.schemas import SlideJob, SlideTiles
-from healer.slides.jobs import SlideJobs
+from healer.api.deps import ApiKey, Jobs, asked_question, error_responses
+from healer.errors import ResultsNotReady, SlideNotFound, TooLarge
+from healer.screening.prompts import DISCLAIMER
+from healer.slides.jobs import FINISHED, Job, SlideJobs
 from healer.slides.plan import plan_slide
+from healer.slides.schemas import SlideJob, SlideTile, SlideTiles
 from healer.slides.wsi import SUFFIXES
 
 router = APIRouter(prefix="/slides", tags=["slides"], dependencies=[ApiKey])
 COPY_CHUNK = 1024 * 1024
-
-
-def get_jobs(request: Request) -> SlideJobs:
-    jobs = getattr(request.app.state, "slide_jobs", None)
-    if jobs is None:
-        raise NotReady()
-    return jobs
-
-
-Jobs = Annotated[SlideJobs, Depends(get_jobs)]
 JobId = Annotated[str, PathParam(pattern="^[0-9a-f]{32}$", description="The id POST /slides answered with")]
 
 
@@ -49,18 +39,18 @@ async def upload_slide(
     settings = request.app.state.settings
     question = asked_question(question, settings.max_question_chars)
     jobs.check_room()
-    job_id, directory = jobs.new_directory()
+    job_id = jobs.store.new_job()
     suffix = PurePath(slide_file.filename or "").suffix.lower()
-    path = directory / ("slide" + (suffix if suffix in SUFFIXES else ""))
+    path = jobs.store.slide_path(job_id, suffix if suffix in SUFFIXES else "")
     try:
         await asyncio.to_thread(_save, slide_file, path, settings.max_slide_bytes)
         plan = await asyncio.to_thread(plan_slide, path, settings)
-        job = jobs.accept(job_id, directory, path, question, plan)
+        job = jobs.accept(job_id, path, question, plan)
     except BaseException:
-        shutil.rmtree(directory, ignore_errors=True)
+        jobs.store.delete(job_id)
         raise
-    response.headers["Location"] = f"/slides/{job.id}"
-    return jobs.view(job)
+    response.headers["Location"] = _url(job)
+    return _view(jobs, job)
 
 
 def _save(upload: UploadFile, path: Path, max_bytes: int) -> None:
@@ -78,7 +68,7 @@ def _save(upload: UploadFile, path: Path, max_bytes: int) -> None:
 @router.get("/{job_id}", response_model=SlideJob, responses=error_responses(401, 404, 422), summary="A slide job's state")
 async def get_slide(job_id: JobId, jobs: Jobs) -> SlideJob:
     """Status, tiles done / total, ETA; once done, the summary and where the results are."""
-    return jobs.view(jobs.get(job_id))
+    return _view(jobs, jobs.get(job_id))
 
 
 @router.get(
@@ -95,11 +85,12 @@ async def slide_events(job_id: JobId, jobs: Jobs) -> StreamingResponse:
     job = jobs.get(job_id)
 
     async def stream():
-        async for view in jobs.updates(job):
-            if view is None:
+        async for changed in jobs.updates(job):
+            if changed is None:
                 yield ": keep-alive\n\n"
                 continue
-            name = view.status if view.status in ("done", "failed", "cancelled") else "progress"
+            view = _view(jobs, changed)
+            name = view.status if view.status in FINISHED else "progress"
             yield f"event: {name}\ndata: {view.model_dump_json()}\n\n"
 
     return StreamingResponse(stream(), media_type="text/event-stream",
@@ -110,7 +101,7 @@ async def slide_events(job_id: JobId, jobs: Jobs) -> StreamingResponse:
 async def cancel_slide(job_id: JobId, jobs: Jobs) -> SlideJob:
     """Cancels a queued or running job; on a finished job, deletes its results now."""
     job = await jobs.cancel(job_id)
-    return jobs.view(job)
+    return _view(jobs, job)
 
 
 @router.get("/{job_id}/tiles", response_model=SlideTiles, responses=error_responses(401, 404, 409, 422),
@@ -119,9 +110,14 @@ async def slide_tiles(job_id: JobId, jobs: Jobs) -> SlideTiles:
     """Coordinates are level-0 pixels of the slide."""
     job = _done(jobs, job_id)
     try:
-        return await asyncio.to_thread(jobs.tiles, job)
-    except FileNotFoundError:
+        tiles = await asyncio.to_thread(jobs.store.read_tiles, job.id)
+    except FileNotFoundError:  # expired between the lookup and the read
         raise SlideNotFound() from None
+    return SlideTiles(
+        id=job.id, width=job.plan.info.width, height=job.plan.info.height,
+        threshold=jobs.settings.slide_threshold, tiles=[SlideTile(**tile) for tile in tiles],
+        disclaimer=DISCLAIMER,
+    )
 
 
 @router.get(
@@ -138,14 +134,29 @@ async def slide_heatmap(
     """Viridis from P(yes)=0 to 1; tiles at or above the threshold outlined in white."""
     job = _done(jobs, job_id)
     try:
-        data = await asyncio.to_thread(jobs.heatmap_path(job, legend).read_bytes)
+        data = await asyncio.to_thread(jobs.store.read_heatmap, job.id, legend)
     except FileNotFoundError:  # expired between the lookup and the read
         raise SlideNotFound() from None
     return Response(data, media_type="image/png")
 
 
-def _done(jobs: SlideJobs, job_id: JobId):
+def _done(jobs: SlideJobs, job_id: str) -> Job:
     job = jobs.get(job_id)
     if job.status != "done":
         raise ResultsNotReady()
     return job
+
+
+def _url(job: Job) -> str:
+    return f"/slides/{job.id}"
+
+
+def _view(jobs: SlideJobs, job: Job) -> SlideJob:
+    done = job.status == "done"
+    return SlideJob(
+        id=job.id, status=job.status, question=job.question, slide=job.plan.info,
+        progress=jobs.progress(job), summary=job.summary, error=job.error,
+        heatmap_url=f"{_url(job)}/heatmap.png" if done else None,
+        tiles_url=f"{_url(job)}/tiles" if done else None,
+        expires_in_s=jobs.expires_in_s(job), model=jobs.model, disclaimer=DISCLAIMER,
+    )

@@ -23,7 +23,7 @@ from transformers import (
     SiglipVisionConfig,
 )
 
-from healer.model_dir import MARKER_FILE
+from healer.model.model_dir import MARKER_FILE
 
 DEMO_MODEL_ID = "healer/tiny-random-gemma3"
 

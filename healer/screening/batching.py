@@ -20,7 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from healer.engine import Engine, Generation, Query
+from healer.model.engine import Engine, Generation, Query
 from healer.errors import Busy, NotReady, TimedOut
 
 log = logging.getLogger(__name__)

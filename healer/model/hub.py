@@ -23,7 +23,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from healer.model_dir import MARKER_FILE, missing_files, read_source
+from healer.model.model_dir import MARKER_FILE, missing_files, read_source
 
 # Only what the service loads: config, weights, tokenizer, processor, chat template.
 ALLOW_PATTERNS = [

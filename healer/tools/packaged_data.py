@@ -9,7 +9,9 @@ from pathlib import Path
 def package_file(package: str, *parts: str) -> Path:
     """A data file inside an installed package, found without importing the package."""
     spec = importlib.util.find_spec(package)
-    assert spec and spec.submodule_search_locations, f"{package} is not installed (scripts/setup.sh)"
+    if not (spec and spec.submodule_search_locations):
+        raise FileNotFoundError(f"{package} is not installed (scripts/setup.sh installs it)")
     path = Path(spec.submodule_search_locations[0], *parts)
-    assert path.is_file(), path
+    if not path.is_file():
+        raise FileNotFoundError(path)
     return path

@@ -27,10 +27,10 @@ from transformers import (
     StoppingCriteriaList,
 )
 
-from healer import answers
-from healer.engine import Engine, Generation, ModelInfo, Query
-from healer.model_dir import check_model_dir, read_source
-from healer.prompts import SYSTEM_PROMPT
+from healer.screening import answers
+from healer.model.engine import Engine, Generation, ModelInfo, Query
+from healer.model.model_dir import check_model_dir, read_source
+from healer.screening.prompts import SYSTEM_PROMPT
 from healer.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 Domain errors keep their status; FastAPI's validation errors become 422 `invalid_request`
 naming the field; the streamed body limit's 413 becomes `upload_too_large`. Anything
-unexpected is left to `healer.middleware`, which logs it and answers a generic 500.
+unexpected is left to `healer.api.middleware`, which logs it and answers a generic 500.
 """
 
 import logging
@@ -17,12 +17,23 @@ from healer.logs import request_id
 
 log = logging.getLogger(__name__)
 
-UPLOAD_TOO_LARGE = "The upload is larger than this service accepts (see MAX_UPLOAD_MB)."
+
+
+class BodyTooLarge(HTTPException):
+    """A request body over its limit; `setting` names the limit, for the person reading."""
+
+    def __init__(self, setting: str):
+        super().__init__(413)
+        self.setting = setting
 
 
 def error_response(status: int, code: str, detail: str, headers: dict | None = None) -> JSONResponse:
     body = {"error": code, "detail": detail, "request_id": request_id.get()}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def upload_too_large(setting: str) -> JSONResponse:
+    return error_response(413, "upload_too_large", f"The upload is larger than this service accepts (see {setting}).")
 
 
 async def _domain_error(request: Request, error: HealerError) -> JSONResponse:
@@ -39,8 +50,8 @@ async def _validation_error(request: Request, error: RequestValidationError) -> 
 
 
 async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
-    if error.status_code == 413:
-        return error_response(413, "upload_too_large", UPLOAD_TOO_LARGE)
+    if isinstance(error, BodyTooLarge):
+        return upload_too_large(error.setting)
     if error.status_code == 404:
         return error_response(404, "not_found", "There is nothing at this path.")
     if error.status_code == 405:

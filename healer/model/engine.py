@@ -2,21 +2,19 @@
 
 An engine is loaded once, then answers batches of (image, question) queries with the model's
 raw output: the generated text and P(yes) from the first generated token. Turning that into
-yes / no / uncertain is `healer.answers`' job, so every engine is judged by the same rule.
+yes / no / uncertain is `healer.screening.answers`' job, so every engine is judged by the same rule.
 
     Engine                      (this module: the interface and its value types)
-    ├── MedGemmaEngine          (healer.medgemma: transformers, MedGemma or the demo model)
-    └── FakeEngine              (healer.fake_engine: canned answers for HTTP-contract tests)
+    ├── MedGemmaEngine          (healer.model.medgemma: transformers, MedGemma or the demo model)
+    └── FakeEngine              (healer.model.fake: canned answers for HTTP-contract tests)
 """
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
-
 from PIL import Image
 
-Label = Literal["yes", "no"]
+from healer.screening.answers import Label
 
 
 @dataclass(frozen=True)

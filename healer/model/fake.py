@@ -4,7 +4,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from healer.engine import Engine, Generation, Label, ModelInfo, Query
+from healer.model.engine import Engine, Generation, Label, ModelInfo, Query
 
 
 class FakeEngine(Engine):

@@ -1,0 +1,111 @@
+"""The app factory: settings, logging, middleware, routers, and the life cycle of the model.
+
+    create_app(settings, engine)   tests pass their own settings, and a fake engine for
+                                   HTTP-contract tests; the service passes nothing.
+
+The lifespan loads the engine once and warms it up before the server listens, so `GET /` never
+says ready too early; on shutdown the slide jobs stop first, then queued requests drain.
+"""
+
+import asyncio
+import logging
+import signal
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
+
+from healer.api import screening, slides
+from healer.api.handlers import install_error_handlers
+from healer.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from healer.logs import setup_logging
+from healer.metrics import MODEL_LOAD
+from healer.model.engine import Engine
+from healer.screening.prompts import DEMO_WARNING, DISCLAIMER
+from healer.screening.service import ScreeningService
+from healer.settings import Settings
+from healer.slides.jobs import SlideJobs
+
+FRONTEND_DIST = Path(__file__).resolve().parents[2] / "frontend" / "dist"
+MULTIPART_SLACK = 64 * 1024  # the form's boundaries and the question ride along with the file
+
+log = logging.getLogger("healer")
+
+
+def load_engine(settings: Settings) -> Engine:
+    from healer.model.medgemma import MedGemmaEngine  # torch and transformers load only when serving
+
+    engine = MedGemmaEngine.load(settings)
+    if engine.info.demo:
+        for line in ("=" * 72, DEMO_WARNING, "=" * 72):
+            log.warning(line)
+    engine.warmup()
+    return engine
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+    settings = settings or Settings()
+    setup_logging(settings.log_level, settings.log_format)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        started = time.perf_counter()
+        try:
+            service = ScreeningService(engine or load_engine(settings), settings)
+        except Exception as error:
+            log.critical("cannot start: %s", error)
+            raise
+        MODEL_LOAD.set(time.perf_counter() - started)
+        app.state.service = service
+        app.state.slide_jobs = SlideJobs(service.batcher, settings, service.model_card)
+        await app.state.slide_jobs.start()
+        _on_exit_signal(app.state.slide_jobs.end_streams)
+        log.info("ready: %s on %s", service.model_card.id, service.model_card.device)
+        yield
+        await app.state.slide_jobs.stop()
+        await service.close()
+
+    app = FastAPI(title="Healer", description=DISCLAIMER, version="1.0.0", lifespan=lifespan)
+    app.state.settings = settings
+    # Outermost last: request id around everything, CORS headers on every answer, 413s included.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=(settings.max_upload_bytes + MULTIPART_SLACK, "MAX_UPLOAD_MB"),
+        path_limits={"/slides": (settings.max_slide_bytes + MULTIPART_SLACK, "MAX_SLIDE_MB")},
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["*"], expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(RequestContextMiddleware)
+    install_error_handlers(app)
+    app.include_router(screening.router)
+    app.include_router(slides.router)
+    if FRONTEND_DIST.is_dir():
+        app.mount("/app", StaticFiles(directory=FRONTEND_DIST, html=True), name="app")
+    return app
+
+
+def _on_exit_signal(callback) -> None:
+    """Runs `callback` on the event loop when SIGTERM or SIGINT arrives, then uvicorn's own
+    handling. uvicorn waits for open responses before it runs the lifespan's shutdown, and an
+    event stream only ends with its job: without this, one open stream holds a SIGTERM for the
+    whole grace period. Only possible on the main thread (not under TestClient)."""
+    loop = asyncio.get_running_loop()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(number)
+        if not callable(previous):
+            continue
+
+        def handler(signum, frame, previous=previous):
+            loop.call_soon_threadsafe(callback)
+            previous(signum, frame)
+
+        try:
+            signal.signal(number, handler)
+        except ValueError:  # not the main thread
+            return

@@ -1,0 +1,72 @@
+"""Who scores a slide: this process, tile batch by tile batch, on the shared model.
+
+Tiles go to the model in batches of SLIDE_BATCH_SIZE through `Batcher.run_batch`, which takes
+turns with /predict batches on the model thread, so a slide never starves single images. Once
+every tile is scored, the tiles and the heatmaps are written to the job's store.
+"""
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from healer.model.engine import Query
+from healer.screening.batching import Batcher
+from healer.settings import Settings
+from healer.slides import heatmap
+from healer.slides.store import JobStore
+from healer.slides.tiling import read_tile
+from healer.slides.wsi import open_slide
+
+if TYPE_CHECKING:
+    from healer.slides.jobs import Job
+
+DEMO_NOTE = "Demo model (random weights): these colours are meaningless."
+NOTE = "P(yes) per tile. Screening aid, not a diagnosis."
+
+
+class LocalRunner:
+    def __init__(self, batcher: Batcher, settings: Settings, store: JobStore, demo: bool):
+        self.batcher = batcher
+        self.settings = settings
+        self.store = store
+        self.demo = demo
+
+    async def score(self, job: "Job", on_batch: Callable[[float], Awaitable[None]]) -> None:
+        """Appends every tile's P(yes) to `job.probabilities`, awaiting `on_batch(seconds per
+        tile)` after each batch. Cancelling stops it between batches, never mid-read."""
+        slide = reading = None
+        try:
+            slide = await asyncio.to_thread(open_slide, job.slide_path)
+            size, tile_px = self.settings.slide_batch_size, self.settings.slide_tile_px
+            for start in range(0, len(job.plan.tiles), size):
+                batch = job.plan.tiles[start:start + size]
+                reading = asyncio.ensure_future(
+                    asyncio.to_thread(lambda: [read_tile(slide, tile, tile_px) for tile in batch])
+                )
+                images = await asyncio.shield(reading)
+                began = time.perf_counter()
+                generations = await self.batcher.run_batch(
+                    [Query(image, job.question, explain=False) for image in images]
+                )
+                job.probabilities.extend(round(g.p_yes, 6) for g in generations)
+                await on_batch((time.perf_counter() - began) / len(batch))
+        finally:
+            if reading is not None and not reading.done():
+                await asyncio.wait([reading])  # a cancelled job's read ends before the slide closes
+            if slide is not None:
+                slide.close()
+
+    def write_results(self, job: "Job") -> None:
+        """The tiles and both heatmaps into the store; the thumbnail is dropped once drawn."""
+        plan, threshold = job.plan, self.settings.slide_threshold
+        tiles = [
+            {"x": t.x, "y": t.y, "size": t.size, "tissue": t.tissue, "probability": p}
+            for t, p in zip(plan.tiles, job.probabilities)
+        ]
+        tinted = heatmap.overlay(plan.thumbnail, (plan.info.width, plan.info.height), plan.tiles,
+                                 job.probabilities, threshold)
+        legend = heatmap.with_legend(tinted, threshold, DEMO_NOTE if self.demo else NOTE)
+        self.store.write_results(job.id, tiles, heatmap.png(tinted), heatmap.png(legend))
+        job.plan = replace(plan, thumbnail=None)  # a finished job keeps nothing big in memory
