@@ -1,10 +1,11 @@
 import { useEffect, useRef, useState, type FormEvent, type ReactNode } from "react";
 import { ApiError, type Prediction } from "../../../api/client";
+import { describeError, type Problem } from "../../../api/errors";
 import { DEFAULT_QUESTION } from "../../../api/prompts.gen";
-import { PageFrame, useServiceHealth } from "../../../app/PageFrame";
+import { useServiceHealth } from "../../../api/health";
+import { PageFrame } from "../../../app/PageFrame";
 import { predict } from "../api/screening";
 import { canPreview } from "../files";
-import { describeError, type Problem } from "../messages";
 import { ErrorAlert } from "./ErrorAlert";
 import { HistoryList, type HistoryEntry } from "./HistoryList";
 import { ImagePicker } from "./ImagePicker";
