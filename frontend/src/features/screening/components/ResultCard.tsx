@@ -1,6 +1,6 @@
 import { forwardRef } from "react";
 import type { Prediction } from "../../../api/client";
-import { formatMs } from "../files";
+import { formatMs } from "../../../lib/format";
 
 const ANSWER_WORD = { yes: "YES", no: "NO", uncertain: "UNCERTAIN" } as const;
 const ANSWER_HINT = {

@@ -4,7 +4,7 @@ import type { Problem } from "../../../api/errors";
 import { DEFAULT_QUESTION } from "../../../api/prompts.gen";
 import { useServiceHealth } from "../../../api/health";
 import { PageFrame } from "../../../app/PageFrame";
-import { formatBytes } from "../../screening/files";
+import { formatBytes } from "../../../lib/format";
 import { ErrorAlert } from "../../screening/components/ErrorAlert";
 import { FINISHED, cancelSlide, getSlide, getTiles, uploadSlide } from "../api/slides";
 import { SLIDE_TYPES, describeSlideError } from "../messages";
