@@ -1,6 +1,6 @@
 // A slide upload's failures in plain words; what is not slide-specific is worded as for images.
 import { ApiError } from "../../api/client";
-import { describeError, type Problem } from "../screening/messages";
+import { describeError, type Problem } from "../../api/errors";
 
 export const SLIDE_TYPES = "Aperio SVS, tiled TIFF, NDPI, SCN, BIF or Philips TIFF";
 

@@ -1,14 +1,10 @@
-// The two calls the page makes, typed by the service's OpenAPI schema (src/api/schema.d.ts).
-import { request, type Health, type Prediction, type PredictForm } from "../../../api/client";
+// The call the image mode makes, typed by the service's OpenAPI schema (src/api/schema.d.ts).
+import { request, type Prediction, type PredictForm } from "../../../api/client";
 
 /** The form the service expects, with a real file where the schema says "binary string". */
 export type PredictFields = {
   [K in keyof PredictForm]: K extends "image_file" ? File : PredictForm[K];
 };
-
-export function getHealth(signal?: AbortSignal): Promise<Health> {
-  return request<Health>("/", { method: "GET", signal });
-}
 
 export function predict(fields: PredictFields, signal?: AbortSignal): Promise<Prediction> {
   const form = new FormData();

@@ -1,5 +1,5 @@
 import { useState, type DragEvent } from "react";
-import { formatBytes } from "../files";
+import { formatBytes } from "../../../lib/format";
 import { Thumbnail } from "./Thumbnail";
 
 type Props = {

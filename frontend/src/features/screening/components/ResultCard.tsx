@@ -1,6 +1,6 @@
 import { forwardRef } from "react";
 import type { Prediction } from "../../../api/client";
-import { formatMs } from "../files";
+import { formatMs } from "../../../lib/format";
 
 const ANSWER_WORD = { yes: "YES", no: "NO", uncertain: "UNCERTAIN" } as const;
 const ANSWER_HINT = {
@@ -40,10 +40,15 @@ export function ProbabilityBar({ probability }: { probability: number }) {
   );
 }
 
-type Props = { prediction: Prediction; fileName: string };
+type Props = {
+  prediction: Prediction;
+  fileName: string;
+  /** Whether the request asked for an explanation: an empty one means "not asked" or "none given". */
+  explainAsked: boolean;
+};
 
 /** The answer. Focused when it arrives (tabIndex -1) so keyboard and screen-reader users land on it. */
-export const ResultCard = forwardRef<HTMLElement, Props>(function ResultCard({ prediction, fileName }, ref) {
+export const ResultCard = forwardRef<HTMLElement, Props>(function ResultCard({ prediction, fileName, explainAsked }, ref) {
   const { answer, model, timings_ms: timings } = prediction;
   return (
     <section ref={ref} tabIndex={-1} className="panel result" aria-labelledby="result-title">
@@ -55,7 +60,11 @@ export const ResultCard = forwardRef<HTMLElement, Props>(function ResultCard({ p
       </h2>
       <ProbabilityBar probability={prediction.probability} />
       <h3 className="subhead">Explanation</h3>
-      <p className="explanation">{prediction.explanation || <span className="muted">No explanation was asked for.</span>}</p>
+      <p className="explanation">
+        {prediction.explanation || (
+          <span className="muted">{explainAsked ? "The model gave no explanation." : "No explanation was asked for."}</span>
+        )}
+      </p>
       <dl className="facts">
           <dt>Question</dt>
           <dd>{prediction.question}</dd>

@@ -76,6 +76,17 @@ describe("ScreeningPage", () => {
     expect(within(result).getByText(/answered from the service's cache/)).toBeInTheDocument();
   });
 
+  it("says the model gave no explanation when the page asked for one and the answer has none", async () => {
+    const fetchMock = mockService([json(200, prediction({ explanation: "" }))]);
+    const user = userEvent.setup();
+    render(<ScreeningPage />);
+    await uploadAndSubmit(user);
+    const result = await screen.findByRole("region", { name: /answer/i });
+    expect(sentForm(fetchMock).get("explain")).toBe("true");
+    expect(within(result).getByText("The model gave no explanation.")).toBeVisible();
+    expect(within(result).queryByText(/no explanation was asked for/i)).not.toBeInTheDocument();
+  });
+
   it("sends the question the user typed", async () => {
     const fetchMock = mockService([json(200, prediction())]);
     const user = userEvent.setup();

@@ -1,11 +1,12 @@
 import { useEffect, useRef, useState, type FormEvent, type ReactNode } from "react";
 import { ApiError, type Prediction } from "../../../api/client";
+import { describeError, type Problem } from "../../../api/errors";
 import { DEFAULT_QUESTION } from "../../../api/prompts.gen";
-import { PageFrame, useServiceHealth } from "../../../app/PageFrame";
+import { useServiceHealth } from "../../../api/health";
+import { ErrorAlert } from "../../../components/ErrorAlert";
+import { PageFrame } from "../../../components/PageFrame";
 import { predict } from "../api/screening";
 import { canPreview } from "../files";
-import { describeError, type Problem } from "../messages";
-import { ErrorAlert } from "./ErrorAlert";
 import { HistoryList, type HistoryEntry } from "./HistoryList";
 import { ImagePicker } from "./ImagePicker";
 import { ProgressPanel } from "./ProgressPanel";
@@ -16,7 +17,7 @@ const MAX_QUESTION = 500; // the service's default MAX_QUESTION_CHARS; it has th
 type Run =
   | { state: "idle" }
   | { state: "running"; startedAt: number; fileName: string }
-  | { state: "done"; prediction: Prediction; fileName: string }
+  | { state: "done"; prediction: Prediction; fileName: string; explainAsked: boolean }
   | { state: "failed"; problem: Problem; cancelled: boolean };
 
 export function ScreeningPage({ nav }: { nav?: ReactNode } = {}) {
@@ -72,8 +73,9 @@ export function ScreeningPage({ nav }: { nav?: ReactNode } = {}) {
     controller.current = abort;
     setRun({ state: "running", startedAt: Date.now(), fileName: file.name });
     try {
-      const prediction = await predict({ image_file: file, question: question.trim() || null, explain: true }, abort.signal);
-      setRun({ state: "done", prediction, fileName: file.name });
+      const fields = { image_file: file, question: question.trim() || null, explain: true };
+      const prediction = await predict(fields, abort.signal);
+      setRun({ state: "done", prediction, fileName: file.name, explainAsked: fields.explain });
       const entry: HistoryEntry = {
         id: nextId.current++,
         fileName: file.name,
@@ -144,7 +146,9 @@ export function ScreeningPage({ nav }: { nav?: ReactNode } = {}) {
               onCancel={() => controller.current?.abort()}
             />
           )}
-          {run.state === "done" && <ResultCard ref={outcome} prediction={run.prediction} fileName={run.fileName} />}
+          {run.state === "done" && (
+            <ResultCard ref={outcome} prediction={run.prediction} fileName={run.fileName} explainAsked={run.explainAsked} />
+          )}
           {run.state === "failed" && (
             <ErrorAlert ref={outcome} problem={run.problem} tone={run.cancelled ? "notice" : "error"} />
           )}

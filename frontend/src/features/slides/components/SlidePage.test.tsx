@@ -4,7 +4,6 @@ import { describe, expect, it, vi } from "vitest";
 import type { SlideJob, SlideTiles } from "../../../api/client";
 import { health, json, MODEL } from "../../../testing/fetch";
 import { fakeXhr } from "../../../testing/xhr";
-import { App } from "../../../app/App";
 import { SlidePage } from "./SlidePage";
 
 const svs = () => new File([new Uint8Array([73, 73, 42, 0, 1, 2, 3, 4])], "CMU-1.svs", { type: "" });
@@ -186,21 +185,5 @@ describe("SlidePage", () => {
     await pickAndSubmit(user);
     act(() => Xhr.sent[0]!.respond(202, job()));
     expect(await screen.findByRole("alert")).toHaveTextContent("The slide's pixels could not be read.");
-  });
-});
-
-describe("App", () => {
-  it("switches between the image and slide modes by the links in the header", async () => {
-    window.location.hash = "";
-    vi.stubGlobal("fetch", vi.fn(async () => json(200, health())));
-    const user = userEvent.setup();
-    render(<App />);
-    expect(screen.getByRole("button", { name: "Analyse image" })).toBeInTheDocument();
-    await user.click(screen.getByRole("link", { name: "Whole slide" }));
-    await waitFor(() => expect(screen.getByRole("button", { name: "Screen slide" })).toBeInTheDocument());
-    expect(screen.getByRole("link", { name: "Whole slide" })).toHaveAttribute("aria-current", "page");
-    expect(screen.getByRole("note", { name: "Disclaimer" })).toBeVisible();
-    await user.click(screen.getByRole("link", { name: "Single image" }));
-    await waitFor(() => expect(screen.getByRole("button", { name: "Analyse image" })).toBeInTheDocument());
   });
 });

@@ -1,10 +1,11 @@
 import { useEffect, useRef, useState, type FormEvent, type ReactNode } from "react";
 import { ApiError, type SlideJob, type SlideTiles } from "../../../api/client";
+import type { Problem } from "../../../api/errors";
 import { DEFAULT_QUESTION } from "../../../api/prompts.gen";
-import { PageFrame, useServiceHealth } from "../../../app/PageFrame";
-import { formatBytes } from "../../screening/files";
-import { type Problem } from "../../screening/messages";
-import { ErrorAlert } from "../../screening/components/ErrorAlert";
+import { useServiceHealth } from "../../../api/health";
+import { ErrorAlert } from "../../../components/ErrorAlert";
+import { PageFrame } from "../../../components/PageFrame";
+import { formatBytes } from "../../../lib/format";
 import { FINISHED, cancelSlide, getSlide, getTiles, uploadSlide } from "../api/slides";
 import { SLIDE_TYPES, describeSlideError } from "../messages";
 import { SlideProgress } from "./SlideProgress";

@@ -1,24 +1,9 @@
 // What every mode of the page shares: the header with the service's state, the disclaimer that
 // is always on screen, and the demo-model banner.
-import { useEffect, useState, type ReactNode } from "react";
-import { ApiError, type Health } from "../api/client";
+import type { ReactNode } from "react";
+import type { Health } from "../api/client";
+import type { Problem } from "../api/errors";
 import { DISCLAIMER } from "../api/prompts.gen";
-import { getHealth } from "../features/screening/api/screening";
-import { describeError, type Problem } from "../features/screening/messages";
-
-/** The health check, asked once: what the service runs, or why it cannot be reached. */
-export function useServiceHealth(): { health: Health | null; problem: Problem | null } {
-  const [health, setHealth] = useState<Health | null>(null);
-  const [problem, setProblem] = useState<Problem | null>(null);
-  useEffect(() => {
-    const abort = new AbortController();
-    getHealth(abort.signal).then(setHealth, (error: unknown) => {
-      if (!(error instanceof ApiError && error.kind === "aborted")) setProblem(describeError(error));
-    });
-    return () => abort.abort();
-  }, []);
-  return { health, problem };
-}
 
 type Props = {
   nav?: ReactNode;

@@ -1,5 +1,5 @@
 import { forwardRef } from "react";
-import type { Problem } from "../messages";
+import type { Problem } from "../api/errors";
 
 type Props = { problem: Problem; tone: "error" | "notice" };
 

@@ -1,5 +1,6 @@
-// What a person reads when something goes wrong: plain words, and what to do next.
-import { ApiError } from "../../api/client";
+// What a person reads when a call fails: an ApiError (client.ts) in plain words, and what to do
+// next. Worded for images; a feature with codes of its own words those first and falls back to this.
+import { ApiError } from "./client";
 
 export type Problem = { title: string; body: string; requestId: string | null };
 
