@@ -253,3 +253,15 @@ def test_int8_on_the_cpu_reads_the_checkpoint_without_a_memory_map(demo_model_di
     MedGemmaEngine.load(demo_settings(demo_model_dir, quantization=quantization))
     assert seen and set(seen) == {backend or "mmap"}
     assert modeling_utils.safe_open is recording  # put back after loading
+
+
+def test_a_confident_answer_stays_below_certainty(engine):
+    """P(yes) comes from float32 log-odds through a float64 sigmoid: at a gap of ~28 logits the
+    float32 sigmoid says exactly 1.0, and every confident tile would tie in the ROC."""
+    logits = torch.full((1, len(engine.tokenizer)), -10.0, dtype=torch.bfloat16)
+    logits[0, engine.yes_ids[0]] = 20.0
+    [p_yes], [mass] = engine._read_answers(logits)
+    gap = 30.0 - torch.log(torch.tensor(float(len(engine.no_ids)))).item()
+    assert torch.sigmoid(torch.tensor(gap)).item() == 1.0  # what float32 would report
+    assert p_yes < 1.0 and 1.0 - p_yes == pytest.approx(torch.exp(torch.tensor(-gap, dtype=torch.float64)).item(), rel=1e-3)
+    assert mass == pytest.approx(1.0, abs=1e-6)
