@@ -12,7 +12,7 @@ def decide_at(text, p_yes, label, answer_mass=0.9, threshold=0.5, min_answer_mas
 
 
 @pytest.mark.parametrize(
-    ("text", "first_token", "p_yes", "answer", "explanation"),
+    ("text", "answer_label", "p_yes", "answer", "explanation"),
     [
         ("Yes. Malignant glands infiltrate the submucosa.", "yes", 0.91, "yes",
          "Malignant glands infiltrate the submucosa."),
@@ -48,8 +48,8 @@ def decide_at(text, p_yes, label, answer_mass=0.9, threshold=0.5, min_answer_mas
          "The crypts are regular and the lamina"),
     ],
 )
-def test_verdict_from_model_text(text, first_token, p_yes, answer, explanation):
-    verdict = decide_at(text, p_yes, first_token)
+def test_verdict_from_model_text(text, answer_label, p_yes, answer, explanation):
+    verdict = decide_at(text, p_yes, answer_label)
     assert verdict.answer == answer
     assert verdict.probability == p_yes
     assert verdict.explanation == explanation
@@ -57,12 +57,12 @@ def test_verdict_from_model_text(text, first_token, p_yes, answer, explanation):
 
 
 @pytest.mark.parametrize(
-    ("first_token", "p_yes", "answer", "prediction"),
+    ("answer_label", "p_yes", "answer", "prediction"),
     [("yes", 0.8, "yes", "Yes"), ("no", 0.3, "no", "No"), (None, 0.8, "uncertain", "Uncertain"),
      ("no", 0.7, "uncertain", "Uncertain")],
 )
-def test_answer_only_mode_uses_the_first_token(first_token, p_yes, answer, prediction):
-    verdict = decide_at("", p_yes, first_token)
+def test_answer_only_mode_uses_the_answer_step_token(answer_label, p_yes, answer, prediction):
+    verdict = decide_at("", p_yes, answer_label)
     assert (verdict.answer, verdict.explanation, verdict.prediction) == (answer, "", prediction)
 
 

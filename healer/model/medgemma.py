@@ -9,6 +9,7 @@ over every yes/no variant in the vocabulary.
 """
 
 import contextlib
+import copy
 import ctypes
 import logging
 import os
@@ -235,10 +236,11 @@ class MedGemmaEngine(Engine):
         explain = [q.explain for q in queries]
         prompt_length = inputs["input_ids"].shape[1]
         longest = max(self.max_new_tokens if wanted else answers.ANSWER_WITHIN for wanted in explain)
+        config = copy.copy(self.generation_config)  # transformers warns on config + max_new_tokens
+        config.max_new_tokens = longest
         out = self.model.generate(
             **inputs,
-            generation_config=self.generation_config,
-            max_new_tokens=longest,
+            generation_config=config,
             stopping_criteria=StoppingCriteriaList([_RowStop(self, prompt_length, explain)]),
         )
         new_tokens = out.sequences[:, prompt_length:].tolist()
