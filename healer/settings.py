@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     device: Literal["auto", "cuda", "cpu"] = "auto"
     max_new_tokens: int = Field(48, ge=1, le=256)
     threshold: float = Field(0.5, gt=0, lt=1)  # P(yes) a "yes" needs; see healer.screening.answers
+    # P(yes) + P(no) at the answer step below which the answer is "uncertain": the model must
+    # rather answer than not (docs/api.md, "How the answer is decided").
+    min_answer_mass: float = Field(0.5, ge=0, lt=1)
 
     max_batch_size: int = Field(4, ge=1, le=64)
     batch_wait_ms: float = Field(10, ge=0, le=1000)

@@ -43,7 +43,7 @@ def test_concurrent_requests_share_one_batch_and_keep_their_own_answers(engine, 
     assert sizes == [3]
     for alone, shared in zip(solo, batched):
         assert shared.p_yes == pytest.approx(alone.p_yes, abs=5e-3)
-        assert shared.first_token_label == alone.first_token_label
+        assert shared.answer_label == alone.answer_label
 
 
 def test_answer_only_and_explained_requests_are_not_mixed(he_tile):

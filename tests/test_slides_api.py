@@ -81,6 +81,7 @@ def test_screens_histolabs_aperio_svs_tile_by_tile(demo_model_dir, tmp_path):
             assert tile["size"] == 513 and tile["x"] % 513 == 0 and tile["y"] % 513 == 0
             assert 0 <= tile["x"] < 2220 and 0 <= tile["y"] < 2967
             assert 0.5 <= tile["tissue"] <= 1 and 0 <= tile["probability"] <= 1
+            assert 0 <= tile["answer_mass"] <= 1  # how much the model wanted to answer, per tile
         probabilities = sorted((t["probability"] for t in tiles["tiles"]), reverse=True)
         summary = done["summary"]
         assert summary["tissue_found"] is True and summary["tiles_scored"] == total

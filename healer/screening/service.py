@@ -49,11 +49,14 @@ class ScreeningService:
             Query(image, question, explain), timeout_s=self.settings.request_timeout_s
         )
         verdict = answers.decide(
-            generation.text, generation.p_yes, generation.first_token_label, self.settings.threshold
+            generation.text, generation.p_yes, generation.answer_label, generation.answer_mass,
+            threshold=self.settings.threshold, min_answer_mass=self.settings.min_answer_mass,
         )
         prediction = Prediction(
             answer=verdict.answer,
             probability=verdict.probability,
+            answer_mass=generation.answer_mass,
+            min_answer_mass=self.settings.min_answer_mass,
             explanation=verdict.explanation,
             prediction=verdict.prediction,
             question=question,

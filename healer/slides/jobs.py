@@ -42,6 +42,7 @@ class Job:
     plan: Plan
     status: str = "queued"
     probabilities: list[float] = field(default_factory=list)
+    answer_masses: list[float] = field(default_factory=list)  # P(yes) + P(no) per tile, in step
     started: float | None = None
     finished: float | None = None  # monotonic, for the TTL
     error: str | None = None

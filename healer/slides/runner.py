@@ -51,6 +51,7 @@ class LocalRunner:
                     [Query(image, job.question, explain=False) for image in images]
                 )
                 job.probabilities.extend(round(g.p_yes, 6) for g in generations)
+                job.answer_masses.extend(round(g.answer_mass, 6) for g in generations)
                 await on_batch((time.perf_counter() - began) / len(batch))
         finally:
             if reading is not None and not reading.done():
@@ -62,8 +63,8 @@ class LocalRunner:
         """The tiles and both heatmaps into the store; the thumbnail is dropped once drawn."""
         plan, threshold = job.plan, self.settings.slide_threshold
         tiles = [
-            {"x": t.x, "y": t.y, "size": t.size, "tissue": t.tissue, "probability": p}
-            for t, p in zip(plan.tiles, job.probabilities)
+            {"x": t.x, "y": t.y, "size": t.size, "tissue": t.tissue, "probability": p, "answer_mass": m}
+            for t, p, m in zip(plan.tiles, job.probabilities, job.answer_masses)
         ]
         tinted = heatmap.overlay(plan.thumbnail, (plan.info.width, plan.info.height), plan.tiles,
                                  job.probabilities, threshold)

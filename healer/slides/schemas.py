@@ -58,6 +58,10 @@ class SlideTile(BaseModel):
     size: int = Field(description="Side in level-0 pixels")
     tissue: float = Field(ge=0, le=1, description="Fraction of the tile that is tissue")
     probability: float = Field(ge=0, le=1, description="P(yes) for this tile")
+    answer_mass: float = Field(
+        ge=0, le=1, description="P(yes) + P(no) where the model answered: how much it wanted to answer "
+        "at all; below MIN_ANSWER_MASS this tile's probability is not an answer"
+    )
 
 
 class SlideTiles(BaseModel):

@@ -240,15 +240,25 @@ export interface components {
         Prediction: {
             /**
              * Answer
-             * @description yes/no when the text and the probability agree; uncertain otherwise
+             * @description yes/no when the text and the probability agree and the model put at least min_answer_mass of its probability on answering; uncertain otherwise (refer for review)
              * @enum {string}
              */
             answer: "yes" | "no" | "uncertain";
             /**
              * Probability
-             * @description P(yes) from the first generated token, normalised over yes and no
+             * @description P(yes), normalised over yes and no, where the model says yes or no (the answer step; the first generated token when it never does)
              */
             probability: number;
+            /**
+             * Answer Mass
+             * @description P(yes) + P(no) at the answer step: the share of the model's probability on answering yes or no at all. 0 when no yes/no came within its first 8 tokens
+             */
+            answer_mass: number;
+            /**
+             * Min Answer Mass
+             * @description The answer mass a yes or no needs (MIN_ANSWER_MASS)
+             */
+            min_answer_mass: number;
             /**
              * Explanation
              * @description One sentence; empty in answer-only mode
@@ -448,6 +458,11 @@ export interface components {
              * @description P(yes) for this tile
              */
             probability: number;
+            /**
+             * Answer Mass
+             * @description P(yes) + P(no) where the model answered: how much it wanted to answer at all; below MIN_ANSWER_MASS this tile's probability is not an answer
+             */
+            answer_mass: number;
         };
         /** SlideTiles */
         SlideTiles: {

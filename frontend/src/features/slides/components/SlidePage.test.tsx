@@ -42,9 +42,9 @@ const doneJob = () =>
 const tiles = (): SlideTiles => ({
   id: "job1", width: 2000, height: 1000, threshold: 0.5, disclaimer: "Screening aid only.",
   tiles: [
-    { x: 0, y: 0, size: 500, tissue: 1, probability: 0.91 },
-    { x: 500, y: 0, size: 500, tissue: 0.8, probability: 0.6 },
-    { x: 500, y: 500, size: 500, tissue: 0.6, probability: 0.29 },
+    { x: 0, y: 0, size: 500, tissue: 1, probability: 0.91, answer_mass: 0.9 },
+    { x: 500, y: 0, size: 500, tissue: 0.8, probability: 0.6, answer_mass: 0.9 },
+    { x: 500, y: 500, size: 500, tissue: 0.6, probability: 0.29, answer_mass: 0.9 },
   ],
 });
 
