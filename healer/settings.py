@@ -30,8 +30,8 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(4, ge=1, le=64)
     batch_wait_ms: float = Field(10, ge=0, le=1000)
     max_queue: int = Field(16, ge=1, le=1024)
-    request_timeout_s: float = Field(600, gt=0)
-    shutdown_grace_s: float = Field(10, ge=0)  # Cloud Run allows 10 s between SIGTERM and SIGKILL
+    request_timeout_s: float = Field(600, gt=0)  # keep below Cloud Run's --timeout (deploy.sh does)
+    shutdown_grace_s: float = Field(8, ge=0)  # Cloud Run's SIGKILL comes 10 s after SIGTERM
     cache_size: int = Field(256, ge=0)  # identical image + question answered from memory; 0: off
 
     max_upload_mb: float = Field(20, gt=0, le=512)
