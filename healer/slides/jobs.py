@@ -194,7 +194,8 @@ class SlideJobs:
         try:
             await self.runner.score(job, scored_batch)
             await asyncio.to_thread(self.runner.write_results, job)
-            job.summary = summarise(job.probabilities, self.settings.slide_threshold, self.settings.slide_top_k)
+            job.summary = summarise(job.probabilities, job.answer_masses, self.settings.slide_threshold,
+                                    self.settings.slide_top_k, self.settings.min_answer_mass)
             self._finish(job, "done", None)
             log.info("slide job %s done: %d tiles in %.1f s", job.id, len(job.probabilities),
                      time.monotonic() - job.started)

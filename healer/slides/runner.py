@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from healer.model.engine import Query
 from healer.screening.batching import Batcher
 from healer.settings import Settings
-from healer.slides import heatmap
+from healer.slides import heatmap, summary
 from healer.slides.store import JobStore
 from healer.slides.tiling import read_tile
 from healer.slides.wsi import open_slide
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from healer.slides.jobs import Job
 
 DEMO_NOTE = "Demo model (random weights): these colours are meaningless."
-NOTE = "P(yes) per tile. Screening aid, not a diagnosis."
+NOTE = "P(yes) per tile; grey: no answer. Screening aid, not a diagnosis."
 
 
 class LocalRunner:
@@ -66,8 +66,9 @@ class LocalRunner:
             {"x": t.x, "y": t.y, "size": t.size, "tissue": t.tissue, "probability": p, "answer_mass": m}
             for t, p, m in zip(plan.tiles, job.probabilities, job.answer_masses)
         ]
+        answered = [summary.answered(m, self.settings.min_answer_mass) for m in job.answer_masses]
         tinted = heatmap.overlay(plan.thumbnail, (plan.info.width, plan.info.height), plan.tiles,
-                                 job.probabilities, threshold)
+                                 job.probabilities, threshold, answered)
         legend = heatmap.with_legend(tinted, threshold, DEMO_NOTE if self.demo else NOTE)
         self.store.write_results(job.id, tiles, heatmap.png(tinted), heatmap.png(legend))
         job.plan = replace(plan, thumbnail=None)  # a finished job keeps nothing big in memory
