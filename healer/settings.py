@@ -33,6 +33,7 @@ class Settings(BaseSettings):
 
     max_upload_mb: float = Field(20, gt=0, le=512)
     max_image_pixels: int = Field(89_478_485, gt=0)  # Pillow's own decompression-bomb limit
+    decode_workers: int = Field(2, ge=1, le=64)  # images decoded at full size at once (memory bound)
     max_question_chars: int = Field(500, ge=1, le=4000)
 
     host: str = "0.0.0.0"
