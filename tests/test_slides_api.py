@@ -177,6 +177,15 @@ def test_refuses_a_slide_over_max_slide_mb_with_413_while_predict_keeps_its_own_
         assert_error(client.post("/predict", files={"image_file": ("t.png", he_tile_png)}), 413, "upload_too_large")
 
 
+def test_each_413_names_the_limit_that_applies_to_its_route(demo_model_dir, tmp_path, he_tile_png):
+    with slide_client(demo_model_dir, tmp_path / "jobs", max_slide_mb=1, max_upload_mb=1) as client:
+        slide = assert_error(upload(client, cmu_svs()), 413, "upload_too_large")
+        image = assert_error(client.post("/predict", files={"image_file": ("t.png", he_tile_png)}), 413,
+                             "upload_too_large")
+    assert "MAX_SLIDE_MB" in slide["detail"] and "MAX_UPLOAD_MB" not in slide["detail"]
+    assert "MAX_UPLOAD_MB" in image["detail"]
+
+
 def test_refuses_a_slide_with_more_tissue_tiles_than_max_slide_tiles_with_413(demo_model_dir, tmp_path):
     with slide_client(demo_model_dir, tmp_path / "jobs", max_slide_tiles=3) as client:
         body = assert_error(upload(client, cmu_svs()), 413, "too_many_tiles")
