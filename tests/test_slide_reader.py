@@ -10,9 +10,11 @@ import time
 import httpx
 import pytest
 
-from healer.errors import SlideReadTimeout
+from healer.errors import BadSlide, SlideReadTimeout, SlideTooLarge
 from healer.slides.reader import SlideReader
+from healer.slides.tiling import Tile
 from healer.tools.live_server import live_server
+from tests.hostile_slides import TILE, tiled_tiff
 from tests.slide_files import cmu_svs
 
 
@@ -104,3 +106,21 @@ def test_a_real_server_cancels_and_stops_while_a_slide_read_hangs(tmp_path):
     assert code == 0, log
     assert seconds < 5, f"shutdown took {seconds:.1f} s with a read hanging"
     assert list(jobs_dir.iterdir()) == []
+
+
+def test_a_read_that_needs_more_memory_than_the_cap_is_refused_not_hung(tmp_path):
+    """A 12,000 × 12,000 slide (one level, one tile stored) asked for as one tile: OpenSlide
+    needs ~550 MiB for the region; the child's 400 MiB cap makes that a clear error."""
+    slide = tiled_tiff(tmp_path / "flat.tif", 12_000, 12_000, (256, 256), TILE.tobytes())
+
+    async def read():
+        async with SlideReader(open_timeout_s=10, read_timeout_s=30, memory_mb=400) as reader:
+            await reader.open(slide, 2048)
+            began = time.monotonic()
+            with pytest.raises((SlideTooLarge, BadSlide)) as refused:
+                await reader.tiles([Tile(0, 0, 12_000, 0.0)], 224)
+            return refused.value, time.monotonic() - began
+
+    error, seconds = asyncio.run(read())
+    assert error.status in (400, 413)
+    assert seconds < 10
