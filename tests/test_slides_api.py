@@ -165,6 +165,21 @@ def test_refuses_a_file_that_is_not_a_slide_with_415(demo_model_dir, tmp_path, h
                      "unsupported_slide")
 
 
+def test_a_file_that_is_not_a_slide_is_refused_without_starting_a_reader(demo_model_dir, tmp_path,
+                                                                       he_tile_png, monkeypatch):
+    """A reading child costs a process start: the file's first bytes answer first."""
+    from healer.slides import plan
+
+    started = []
+    monkeypatch.setattr(plan.SlideReader, "__aenter__", lambda reader: started.append(reader))
+    with slide_client(demo_model_dir, tmp_path / "jobs") as client:
+        for name, data in [("tile.png", he_tile_png), ("notes.svs", b"just some text"), ("a.svs", b"\0" * 200)]:
+            assert_error(client.post("/slides", files={"slide_file": (name, data)}), 415, "unsupported_slide")
+        assert_error(client.post("/slides", files={"slide_file": ("empty.svs", b"")}), 400, "corrupt_slide")
+    assert started == []
+    assert list((tmp_path / "jobs").iterdir()) == []
+
+
 def test_refuses_a_slide_over_max_slide_mb_with_413_while_predict_keeps_its_own_limit(
     demo_model_dir, tmp_path, he_tile_png
 ):

@@ -16,6 +16,7 @@ from healer.slides.reader import SlideReader
 from healer.slides.schemas import SlideInfo
 from healer.slides.tiling import Tile, tile_size, tissue_tiles
 from healer.slides.tissue import tissue_mask
+from healer.slides.wsi import check_format
 
 MASK_SIDE = 2048  # tissue is found on a thumbnail this large (longest side)
 THUMBNAIL_SIDE = 1024  # the heatmap is drawn on one this large
@@ -31,6 +32,7 @@ class Plan:
 async def plan_slide(path: Path, settings: Settings) -> Plan:
     """Raises BadSlide / UnsupportedSlide for files OpenSlide cannot read, SlideTooLarge for
     headers that claim too much, SlideReadTimeout, TooManyTiles."""
+    check_format(path)  # most files that are not slides never cost a reading child
     async with SlideReader.for_settings(settings) as reader:
         header = await reader.open(path, MASK_SIDE)
         size = tile_size(header.mpp, settings.slide_mpp, settings.slide_tile_px)
