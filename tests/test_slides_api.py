@@ -207,6 +207,20 @@ def test_refuses_a_slide_with_more_tissue_tiles_than_max_slide_tiles_with_413(de
         assert "MAX_SLIDE_TILES" in body["detail"] and "at most 3" in body["detail"]
 
 
+def test_reads_the_form_as_the_page_sends_it_file_first_then_the_question(demo_model_dir, tmp_path):
+    """The page's FormData puts the file before the question (frontend/src/features/slides/api)."""
+    slide = cmu_svs().read_bytes()
+    body = (b'--b\r\nContent-Disposition: form-data; name="slide_file"; filename="cmu.svs"\r\n'
+            b"Content-Type: application/octet-stream\r\n\r\n" + slide + b"\r\n"
+            b'--b\r\nContent-Disposition: form-data; name="question"\r\n\r\nAny adenoma here?\r\n--b--\r\n')
+    with slide_client(demo_model_dir, tmp_path / "jobs") as client:
+        accepted = client.post("/slides", content=body, headers={"Content-Type": "multipart/form-data; boundary=b"})
+        assert accepted.status_code == 202, accepted.text
+        client.delete(f"/slides/{accepted.json()['id']}")
+    assert accepted.json()["question"] == "Any adenoma here?"
+    assert accepted.json()["slide"]["width"] == 2220
+
+
 def test_refuses_a_question_over_the_limit(demo_model_dir, tmp_path):
     with slide_client(demo_model_dir, tmp_path / "jobs", max_question_chars=10) as client:
         assert_error(upload(client, cmu_svs(), question="x" * 11), 422, "question_too_long")
