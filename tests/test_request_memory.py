@@ -40,6 +40,9 @@ def worst_images() -> dict[str, bytes]:
         "palette PNG": encode(rgb.convert("P"), "PNG"),
         "CMYK JPEG": encode(rgb.convert("CMYK"), "JPEG"),
         "progressive JPEG": encode(rgb, "JPEG", progressive=True, subsampling=0),
+        # libjpeg holds a progressive image's every coefficient (2 bytes a sample, whatever the
+        # draft scale): with four full-resolution channels, the costliest image accepted.
+        "progressive CMYK JPEG": encode(rgb.convert("CMYK"), "JPEG", progressive=True),
     }
 
 
