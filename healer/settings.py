@@ -36,6 +36,7 @@ class Settings(BaseSettings):
 
     max_upload_mb: float = Field(20, gt=0, le=512)
     max_image_pixels: int = Field(89_478_485, gt=0)  # Pillow's own decompression-bomb limit
+    decode_workers: int = Field(2, ge=1, le=64)  # images decoded at full size at once (memory bound)
     max_question_chars: int = Field(500, ge=1, le=4000)
 
     host: str = "0.0.0.0"
@@ -57,6 +58,10 @@ class Settings(BaseSettings):
     slide_queue: int = Field(4, ge=1, le=256)  # jobs waiting behind the running one
     slide_jobs_dir: Path | None = None  # None: a new temporary directory per process
     slide_result_ttl_s: float = Field(3600, gt=0)  # results (files included) deleted after this
+    # Slides are read in a child process (healer/slides/reader.py), killed when a deadline passes.
+    slide_open_timeout_s: float = Field(10, gt=0)  # open the file and check its header
+    slide_read_timeout_s: float = Field(60, gt=0)  # the thumbnail, and each batch of tiles
+    slide_reader_memory_mb: int = Field(1024, ge=256)  # the child's address-space cap
 
     @field_validator("cors_origins", mode="before")
     @classmethod

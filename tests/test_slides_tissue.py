@@ -125,3 +125,13 @@ def test_heatmap_tints_scored_tiles_only_and_adds_a_legend_below():
     assert framed.size == (320, 100 + heatmap.LEGEND_HEIGHT)  # at least wide enough for the scale
     decoded = Image.open(io.BytesIO(heatmap.png(framed)))
     assert decoded.format == "PNG" and decoded.size == framed.size
+
+
+def test_saturation_is_skimages_hsv_saturation_without_the_float64_hsv_image():
+    from skimage.color import rgb2hsv
+
+    from healer.slides.tissue import _saturation
+
+    rgb = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    rgb[:4], rgb[4:8] = 0, 255  # black (max 0) and white rows
+    np.testing.assert_allclose(_saturation(rgb), rgb2hsv(rgb)[..., 1], atol=1e-6)

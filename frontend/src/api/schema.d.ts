@@ -53,6 +53,10 @@ export interface paths {
          * Upload a whole slide; it is scored tile by tile in the background
          * @description 202 with the job at once: tiles done / total and ETA by polling `GET /slides/{id}` or
          *     the event stream. Limits: MAX_SLIDE_MB, MAX_SLIDE_TILES tissue tiles. A screening aid.
+         *
+         *     The queue place is taken before the body is read (a full queue answers 503 at once), the
+         *     slide streams straight into the job's directory, and a refused or failed upload leaves
+         *     nothing behind.
          */
         post: operations["upload_slide_slides_post"];
         delete?: never;
@@ -167,19 +171,6 @@ export interface components {
              * @default true
              */
             explain: boolean;
-        };
-        /** Body_upload_slide_slides_post */
-        Body_upload_slide_slides_post: {
-            /**
-             * Slide File
-             * @description Aperio SVS, tiled TIFF, NDPI, SCN, BIF, Philips TIFF…
-             */
-            slide_file: string;
-            /**
-             * Question
-             * @description Asked of every tile; defaults to the colorectal-cancer question
-             */
-            question?: string | null;
         };
         /** ErrorBody */
         ErrorBody: {
@@ -619,7 +610,18 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "multipart/form-data": components["schemas"]["Body_upload_slide_slides_post"];
+                "multipart/form-data": {
+                    /**
+                     * Slide File
+                     * @description Aperio SVS, tiled TIFF, NDPI, SCN, BIF, Philips TIFF…
+                     */
+                    slide_file: string;
+                    /**
+                     * Question
+                     * @description Asked of every tile; defaults to the colorectal-cancer question
+                     */
+                    question?: string | null;
+                };
             };
         };
         responses: {
