@@ -395,18 +395,28 @@ export interface components {
             /** Tiles Scored */
             tiles_scored: number;
             /**
+             * Tiles Unanswered
+             * @description Tiles whose answer mass was below min_answer_mass: not counted in any P(yes) figure
+             */
+            tiles_unanswered: number;
+            /**
+             * Min Answer Mass
+             * @description MIN_ANSWER_MASS at scoring time
+             */
+            min_answer_mass: number;
+            /**
              * Max Probability
-             * @description Highest tile P(yes)
+             * @description Highest P(yes) of an answered tile
              */
             max_probability: number | null;
             /**
              * Top K
-             * @description k of the top-k mean (at most tiles_scored)
+             * @description k of the top-k mean (at most the answered tiles)
              */
             top_k: number;
             /**
              * Top K Mean
-             * @description Mean P(yes) of the k highest tiles
+             * @description Mean P(yes) of the k highest answered tiles
              */
             top_k_mean: number | null;
             /**
@@ -418,7 +428,7 @@ export interface components {
             tiles_above_threshold: number;
             /**
              * Area Fraction Above
-             * @description Positive tiles / scored tiles (tissue area)
+             * @description Positive tiles / answered tiles (tissue area)
              */
             area_fraction_above: number | null;
         };
