@@ -119,9 +119,8 @@ def test_p_yes_is_read_where_the_answer_word_is_generated(opening, tiles):
     assert first_step_mass < 0.01  # where the old engine read it: the ratio of two negligible numbers
 
 
-def test_answer_only_mode_stops_at_the_answer_step(opening, tiles, monkeypatch):
-    name, engine = opening
-    _, step = OPENINGS[name]
+def record_generated_lengths(engine, monkeypatch) -> list[int]:
+    """The number of tokens each `model.generate` call of `engine` generates, as it runs."""
     lengths = []
     generate = engine.model.generate
 
@@ -131,6 +130,13 @@ def test_answer_only_mode_stops_at_the_answer_step(opening, tiles, monkeypatch):
         return out
 
     monkeypatch.setattr(engine.model, "generate", spy)
+    return lengths
+
+
+def test_answer_only_mode_stops_at_the_answer_step(opening, tiles, monkeypatch):
+    name, engine = opening
+    _, step = OPENINGS[name]
+    lengths = record_generated_lengths(engine, monkeypatch)
     engine.generate([Query(tiles[0], DEFAULT_QUESTION, explain=False)])
     # Up to and including the answer word; never answering, up to the end of its turn (8 tokens).
     assert lengths == [step + 1 if step is not None else ANSWER_WITHIN]
@@ -183,15 +189,7 @@ def test_answer_only_mode_gives_the_same_probability_without_text(engine, tiles)
 
 def test_generation_never_exceeds_max_new_tokens(demo_model_dir, tiles, monkeypatch):
     engine = MedGemmaEngine.load(demo_settings(demo_model_dir, max_new_tokens=3))
-    lengths = []
-    generate = engine.model.generate
-
-    def spy(**kwargs):
-        out = generate(**kwargs)
-        lengths.append(out.sequences.shape[1] - kwargs["input_ids"].shape[1])
-        return out
-
-    monkeypatch.setattr(engine.model, "generate", spy)
+    lengths = record_generated_lengths(engine, monkeypatch)
     engine.generate([Query(tiles[0], DEFAULT_QUESTION)])
     assert 1 <= lengths[0] <= 3
 
