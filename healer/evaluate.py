@@ -14,12 +14,14 @@ one line on stderr.
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from healer.evaluation import metrics as roc
+from healer.evaluation.options import add_class_options, fraction, positive_int
 from healer.evaluation.folder import EvaluationError, LabelledFolder, label_folder, score_tiles, write_csv
 from healer.logs import setup_logging
 from healer.model.model_dir import ModelDirError
@@ -28,17 +30,6 @@ from healer.evaluation.plot import draw_roc
 from healer.settings import Settings
 
 THRESHOLD_DECIMALS = 4
-
-
-def _class_list(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError("must be in (0, 1]")
-    return value
 
 
 def _probability(text: str) -> float:
@@ -55,13 +46,6 @@ def _non_negative(text: str) -> int:
     return value
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m healer.evaluate",
@@ -69,19 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
         "on a folder with one sub-folder of tiles per class.",
     )
     parser.add_argument("folder", type=Path, help="one sub-folder per class, e.g. CRC-VAL-HE-7K/")
-    parser.add_argument("--positive", type=_class_list, default=["TUM"], metavar="CLASSES",
-                        help="comma-separated positive classes (default: TUM)")
-    parser.add_argument("--negative", type=_class_list, default=None, metavar="CLASSES",
-                        help="comma-separated negative classes (default: every other class); "
-                        "classes named nowhere are skipped and reported")
-    parser.add_argument("--ignore", type=_class_list, default=[], metavar="CLASSES",
-                        help="comma-separated classes to leave out (e.g. BACK)")
+    add_class_options(parser)
     operating = parser.add_mutually_exclusive_group()
-    operating.add_argument("--target-sensitivity", type=_fraction, default=0.95, metavar="S",
+    operating.add_argument("--target-sensitivity", type=fraction, default=0.95, metavar="S",
                            help="choose the highest threshold whose sensitivity is >= S (default 0.95)")
     operating.add_argument("--threshold", type=_probability, default=None, metavar="T",
                            help="report at this fixed threshold instead (e.g. one chosen on another set)")
-    parser.add_argument("--batch-size", type=_positive, default=None, metavar="N",
+    parser.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
                         help="tiles per forward pass (default: MAX_BATCH_SIZE, as the service)")
     parser.add_argument("--bootstrap", type=_non_negative, default=1000, metavar="N",
                         help="bootstrap resamples for the 95%% intervals (default 1000; 0: none)")
@@ -176,7 +154,7 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> int:
     plot = draw_roc(fpr, tpr, summary["roc_auc"].value, (1 - counts.specificity, counts.sensitivity),
                     point_label, args.out / "roc.png", title=title)
     report = {
-        "model": {**vars(info)},
+        "model": asdict(info),
         "folder": str(folder.root),
         "positive": folder.positive, "negative": folder.negative, "skipped_classes": folder.skipped,
         "unreadable": [str(path) for path in unreadable],
