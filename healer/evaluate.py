@@ -24,6 +24,7 @@ from healer.evaluation import metrics as roc
 from healer.evaluation.options import add_class_options, fraction, positive_int
 from healer.evaluation.folder import EvaluationError, LabelledFolder, label_folder, score_tiles, write_csv
 from healer.logs import setup_logging
+from healer.model.adapter import AdapterError
 from healer.model.model_dir import ModelDirError
 from healer.screening.prompts import DEFAULT_QUESTION, DEMO_WARNING
 from healer.evaluation.plot import draw_roc
@@ -67,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--question", default=DEFAULT_QUESTION, help="default: the service's question")
     parser.add_argument("--out", type=Path, default=Path("evaluation"),
                         help="folder for results.csv, metrics.json and roc.png (default: evaluation/)")
+    parser.add_argument("--adapter", type=Path, default=None, metavar="ADAPTER_DIR",
+                        help="a fine-tuned adapter (healer.finetune) on the base, as the service "
+                        "serves it (default: the ADAPTER_DIR setting)")
+    parser.add_argument("--compare-base", action="store_true",
+                        help="with an adapter: also score the base model alone and print both")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -107,12 +113,15 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
     from healer.model.medgemma import MedGemmaEngine  # torch loads only once the folder is known good
 
+    if args.adapter is not None:
+        settings = settings.model_copy(update={"adapter_dir": args.adapter})
     engine = MedGemmaEngine.load(settings)
     info = engine.info
     if info.demo:
         _banner(DEMO_WARNING + " These metrics are meaningless.")
     print(f"model: {info.id} (revision {info.revision or 'unknown'}) on {info.device}, "
-          f"quantization {info.quantization}{', DEMO' if info.demo else ''}")
+          f"quantization {info.quantization}{', DEMO' if info.demo else ''}"
+          f"{f', adapter {info.adapter.name} ({info.adapter.sha256})' if info.adapter else ''}")
 
     scored, unreadable = score_tiles(
         engine, folder.tiles, args.question, args.batch_size or settings.max_batch_size,
@@ -170,7 +179,25 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> int:
     print(f"At this threshold: sensitivity {counts.sensitivity:.3f}, specificity {counts.specificity:.3f}. "
           "Set it for /predict (positive when P(yes) >= THRESHOLD):")
     print(f"THRESHOLD={show(threshold)}")
+    if args.compare_base and info.adapter:
+        _compare_with_base(args, settings, folder, labels, scores, threshold)
     return 0
+
+
+def _compare_with_base(args, settings: Settings, folder: LabelledFolder, labels, scores, threshold: float) -> None:
+    """The same tiles through the base model alone: before and after fine-tuning, one table."""
+    from healer.model.medgemma import MedGemmaEngine
+
+    base = MedGemmaEngine.load(settings.model_copy(update={"adapter_dir": None}))
+    scored, _ = score_tiles(base, folder.tiles, args.question,
+                            args.batch_size or settings.max_batch_size, settings.max_image_pixels,
+                            progress=not args.no_progress)
+    rows = {"base model": ([r.tile.label for r in scored], [r.probability for r in scored]),
+            f"with adapter {Path(settings.adapter_dir).name}": (labels, scores)}
+    print(f"\nbefore and after, at P(yes) >= {show(threshold)}:\n| model | ROC AUC | sensitivity | specificity |\n|---|---|---|---|")
+    for name, (truth, probability) in rows.items():
+        counts = roc.confusion(truth, probability, threshold)
+        print(f"| {name} | {roc.roc_auc(truth, probability):.3f} | {counts.sensitivity:.3f} | {counts.specificity:.3f} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as error:
         message = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors())
         print(f"evaluate: error: bad setting: {message}", file=sys.stderr)
-    except (EvaluationError, ModelDirError) as error:
+    except (EvaluationError, ModelDirError, AdapterError) as error:
         print(f"evaluate: error: {error}", file=sys.stderr)
     return 1
 
