@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 # The language model's attention and MLP projections (not the vision tower's, not the projector).
 LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
+FINAL_NORM = "language_model.norm"
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -90,7 +92,9 @@ def with_lora(engine: MedGemmaEngine, config: TrainConfig) -> MedGemmaEngine:
     from peft import LoraConfig, get_peft_model
 
     lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                      target_modules=LORA_TARGETS, bias="none")
+                      target_modules=LORA_TARGETS, bias="none",
+                      # The final norm scales every logit: trained in full (2,560 weights at full size).
+                      modules_to_save=[FINAL_NORM])
     model = get_peft_model(engine.model, lora)
     return MedGemmaEngine(model, engine.processor, engine.info, engine.max_new_tokens)
 
