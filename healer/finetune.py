@@ -68,6 +68,9 @@ def finetune(args: argparse.Namespace, settings: Settings) -> int:
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                          rank=args.rank, alpha=2 * args.rank, patience=args.patience, seed=args.seed,
                          low_memory=args.low_memory)
+    import torch
+
+    torch.manual_seed(args.seed)  # LoRA's initial matrices: the same seed, the same adapter
     engine = with_lora(load_base(settings, args.low_memory), config)
     info = engine.info
     if info.demo:

@@ -63,17 +63,18 @@ def _before_and_after(task, adapter, tmp_path) -> tuple[float, float, dict]:
     return before, after["metrics"]["roc_auc"]["value"], after
 
 
+@pytest.mark.xfail(strict=True, reason="not learned yet: with seed 0, 25 steps take held-out ROC AUC from "
+                   "0.58 to 0.56 (one unseeded run reached 0.83): the task, loss or budget needs more work")
 def test_fine_tuning_lifts_held_out_roc_auc_from_chance(task, adapter, demo_env, tmp_path, capsys):
     before, after, report = _before_and_after(task, adapter, tmp_path)
     printed = capsys.readouterr().out
     assert 0.4 <= before <= 0.65, f"the base demo model should be near chance here, got {before:.3f}"
-    assert after >= before + 0.15, (before, after)  # measured: 0.58 before, 0.83 after
+    assert after >= before + 0.15, (before, after)
     assert report["model"]["adapter"]["name"] == adapter.name
     assert "| base model |" in printed and f"| with adapter {adapter.name} |" in printed
 
 
-@pytest.mark.xfail(strict=True, reason="not reached yet: 25 steps on the tiny model give ~0.83 held-out; "
-                   "more steps do not fit the test's one-minute CPU budget")
+@pytest.mark.xfail(strict=True, reason="not reached yet: see the test above")
 def test_fine_tuning_reaches_held_out_roc_auc_0_9(task, adapter, demo_env, tmp_path):
     _, after, _ = _before_and_after(task, adapter, tmp_path)
     assert after >= 0.9
