@@ -7,13 +7,15 @@ adapter made for another base model, or a broken one, is an `AdapterError` with 
 
 Served merged: the LoRA deltas are added into the base weights once at start-up, so an answer
 costs exactly what the base model's does. bitsandbytes cannot merge into int8 weights, so in
-8-bit mode the base is loaded in bf16, merged, and the merged weights are then quantized by
-loading them again with the 8-bit config (`state_dict=`): a start-up cost, none per answer.
+8-bit mode the base is loaded in bf16, merged, saved to a temporary directory and loaded from
+there with the 8-bit config: a start-up cost (and, for that moment, a bf16 copy on disk), none
+per answer.
 """
 
 import hashlib
 import json
 import logging
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,9 +117,11 @@ def load_merged(model_class, model_dir: Path, kwargs: dict, directory: Path):
     bf16 = {key: value for key, value in kwargs.items() if key != "quantization_config"}
     model = merged_into(model_class.from_pretrained(model_dir, **bf16), directory)
     if quantization is not None:
-        # bitsandbytes quantizes while loading: hand it the merged weights instead of the file's.
-        merged = model.state_dict()
-        del model
-        model = model_class.from_pretrained(model_dir, state_dict=merged, **kwargs)
+        # bitsandbytes quantizes while loading from a checkpoint, and transformers 5 refuses a
+        # state_dict beside a model path: the merged weights go through a temporary copy.
+        with tempfile.TemporaryDirectory(prefix="healer-merged-") as merged:
+            model.save_pretrained(merged)
+            del model
+            model = model_class.from_pretrained(merged, **kwargs)
     log.info("adapter %s merged in %.1f s", Path(directory).name, time.perf_counter() - started)
     return model
