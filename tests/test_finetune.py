@@ -122,6 +122,38 @@ def test_the_service_answers_a_held_out_tile_with_the_probability_evaluate_repor
     assert f'healer_adapter_info{{base_revision="",name="{adapter.name}"' in metrics
 
 
+def test_an_adapter_merged_in_memory_answers_in_8_bit_as_merged_weights_read_from_disk_do(
+    task, adapter, demo_model_dir, tmp_path,
+):
+    """The 8-bit mode quantizes the merged model in memory; transformers' loader, reading the
+    same merged weights from a checkpoint, must build the same int8 model (skips, threshold)."""
+    import torch
+    from transformers import AutoModelForImageTextToText, BitsAndBytesConfig
+
+    from healer.model.adapter import load_merged, merged_into
+    from healer.model.engine import Query
+    from healer.model.medgemma import INT8_SKIP_MODULES, MedGemmaEngine
+    from healer.screening.images import decode_image
+
+    _, held_out = task
+    tiles = sorted((held_out / "TUM").iterdir())[:2] + sorted((held_out / "NORM").iterdir())[:2]
+    queries = [Query(decode_image(path.read_bytes(), 10**8), "Is there cancer?", explain=False) for path in tiles]
+    int8 = {"dtype": torch.bfloat16, "device_map": "cpu",
+            "quantization_config": BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=INT8_SKIP_MODULES)}
+    merged = merged_into(AutoModelForImageTextToText.from_pretrained(demo_model_dir, dtype=torch.bfloat16), adapter)
+    merged.save_pretrained(tmp_path / "merged")
+    from_disk = AutoModelForImageTextToText.from_pretrained(tmp_path / "merged", **int8).eval()
+    in_memory = load_merged(AutoModelForImageTextToText, demo_model_dir, int8, adapter).eval()
+
+    engine = MedGemmaEngine.load(demo_settings(demo_model_dir))
+    answers = [[g.p_yes for g in MedGemmaEngine(model, engine.processor, engine.info, 8).generate(queries)]
+               for model in (from_disk, in_memory)]
+    assert answers[0] == pytest.approx(answers[1], abs=1e-6)
+    int8_layers = [[name for name, m in model.named_modules() if type(m).__name__ == "Linear8bitLt"]
+                   for model in (from_disk, in_memory)]
+    assert int8_layers[0] == int8_layers[1] and int8_layers[0]
+
+
 def test_threshold_set_in_the_environment_wins_over_the_adapter_card(adapter, demo_model_dir):
     settings = demo_settings(demo_model_dir, adapter_dir=adapter, threshold=0.42)
     with TestClient(create_app(settings)) as client:

@@ -7,15 +7,13 @@ adapter made for another base model, or a broken one, is an `AdapterError` with 
 
 Served merged: the LoRA deltas are added into the base weights once at start-up, so an answer
 costs exactly what the base model's does. bitsandbytes cannot merge into int8 weights, so in
-8-bit mode the base is loaded in bf16, merged, saved to a temporary directory and loaded from
-there with the 8-bit config: a start-up cost (and, for that moment, a bf16 copy on disk), none
-per answer.
+8-bit mode the base is loaded in bf16, merged, and then quantized in memory layer by layer
+(healer.model.int8): a start-up cost, none per answer, and no copy of the weights on disk.
 """
 
 import hashlib
 import json
 import logging
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,11 +115,9 @@ def load_merged(model_class, model_dir: Path, kwargs: dict, directory: Path):
     bf16 = {key: value for key, value in kwargs.items() if key != "quantization_config"}
     model = merged_into(model_class.from_pretrained(model_dir, **bf16), directory)
     if quantization is not None:
-        # bitsandbytes quantizes while loading from a checkpoint, and transformers 5 refuses a
-        # state_dict beside a model path: the merged weights go through a temporary copy.
-        with tempfile.TemporaryDirectory(prefix="healer-merged-") as merged:
-            model.save_pretrained(merged)
-            del model
-            model = model_class.from_pretrained(merged, **kwargs)
+        # bitsandbytes cannot merge into int8 weights: quantized after the merge, in memory.
+        from healer.model.int8 import quantize_int8
+
+        model = quantize_int8(model, quantization)
     log.info("adapter %s merged in %.1f s", Path(directory).name, time.perf_counter() - started)
     return model
