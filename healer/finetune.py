@@ -96,8 +96,9 @@ def finetune(args: argparse.Namespace, settings: Settings) -> int:
     title = "Validation ROC" + (" - DEMO MODEL, MEANINGLESS" if info.demo else f" - {info.id} + adapter")
     draw_roc(fpr, tpr, auc, (1 - counts.specificity, counts.sensitivity),
              f"P(yes) >= {show(threshold)}", args.out / "roc.png", title=title)
+    memory = f", peak memory {history.peak_memory_gib:.2f} GiB" if history.peak_memory_gib is not None else ""
     print(f"\nbest epoch {history.best_epoch} of {history.epochs_run}; "
-          f"{history.seconds_per_step:.2f} s per step")
+          f"{history.seconds_per_step:.2f} s per step{memory}")
     print(f"validation ({len(scored)} tiles): ROC AUC {auc:.3f}, at P(yes) >= {show(threshold)}: "
           f"sensitivity {counts.sensitivity:.3f}, specificity {counts.specificity:.3f}")
     for path in unreadable:
