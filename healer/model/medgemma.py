@@ -1,7 +1,7 @@
 """MedGemma (or any Gemma 3 image-text checkpoint) through transformers.
 
-Loaded once: AutoProcessor + AutoModelForImageTextToText, bfloat16 or bitsandbytes 8-bit on CUDA
-or CPU. Each batch is one left-padded `generate` call (or one forward pass in answer-only mode):
+Loaded once: AutoProcessor + AutoModelForImageTextToText, bfloat16, or 8-bit: bitsandbytes on CUDA,
+healer.model.cpu_int8 on the CPU. Each batch is one left-padded `generate` call (or one forward pass in answer-only mode):
 greedy, stopped per row at the end of the explanation's first sentence or at `max_new_tokens`.
 P(yes) comes from the first generated token's logits over every yes/no variant in the vocabulary.
 """
@@ -28,6 +28,7 @@ from transformers import (
 )
 
 from healer.screening import answers
+from healer.model.cpu_int8 import quantize_language_model
 from healer.model.engine import Engine, Generation, ModelInfo, Query
 from healer.model.model_dir import check_model_dir, read_source
 from healer.screening.prompts import SYSTEM_PROMPT
@@ -35,8 +36,8 @@ from healer.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Quantizing these hurts more than it saves: the vision tower is ~70 % of prefill FLOPs and
-# bitsandbytes' CPU path casts activations to float16; lm_head is tied to the embedding.
+# On CUDA, bitsandbytes leaves these in bf16: the vision tower is ~70 % of prefill FLOPs and
+# lm_head is tied to the embedding.
 # transformers 5.x matches module names from the top: a bare "vision_tower" would match nothing.
 INT8_SKIP_MODULES = ["model.vision_tower", "model.multi_modal_projector", "lm_head"]
 
@@ -137,7 +138,8 @@ class MedGemmaEngine(Engine):
         if device == "cpu":
             torch.set_num_threads(usable_cpus())
         kwargs: dict = {"dtype": torch.bfloat16, "device_map": device}
-        if settings.quantization == "int8":
+        cpu_int8 = settings.quantization == "int8" and device == "cpu"
+        if settings.quantization == "int8" and not cpu_int8:
             kwargs["quantization_config"] = BitsAndBytesConfig(
                 load_in_8bit=True, llm_int8_skip_modules=INT8_SKIP_MODULES
             )
@@ -147,9 +149,11 @@ class MedGemmaEngine(Engine):
         started = time.perf_counter()
         processor = AutoProcessor.from_pretrained(settings.model_dir)
         processor.tokenizer.padding_side = "left"  # right padding breaks batched first-token logits
-        lean = settings.quantization == "int8" and device == "cpu"
-        with _read_checkpoint_without_mmap() if lean else contextlib.nullcontext():
+        with _read_checkpoint_without_mmap() if cpu_int8 else contextlib.nullcontext():
             model = AutoModelForImageTextToText.from_pretrained(settings.model_dir, **kwargs).eval()
+        if cpu_int8:
+            quantize_language_model(model)
+            _release_freed_memory()
         on_meta = [name for name, p in model.named_parameters() if p.device.type == "meta"]
         if on_meta:
             raise RuntimeError(f"{len(on_meta)} weights were not loaded (e.g. {on_meta[0]})")
