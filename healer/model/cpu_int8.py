@@ -80,9 +80,24 @@ class Int8ScaledEmbedding(nn.Module):
         return rows * head.scales[input_ids].unsqueeze(-1) * self.embed_scale
 
 
+def to_cpu_int8(model: nn.Module) -> int:
+    """Quantize the language model, then copy what stays bf16 off the checkpoint's memory map.
+
+    The model arrives memory-mapped (from_pretrained's default): quantizing reads each bf16
+    weight from the page cache, a reclaimable file-backed cost, and never holds the whole bf16
+    model in private memory. Once every remaining weight (vision tower, projector, norms) is
+    copied, nothing points into the file and the mapping closes: what stays is anonymous int8
+    and bf16 memory only. Returns how many modules were quantized."""
+    swapped = quantize_language_model(model)
+    for module in model.modules():
+        for parameter in module.parameters(recurse=False):
+            parameter.data = parameter.data.clone()
+    return swapped
+
+
 def quantize_language_model(model: nn.Module) -> int:
     """Swap the language model's linears, embedding and tied head for int8 ones, in place, one
-    at a time (each bf16 weight is freed as soon as its int8 copy exists). Returns how many."""
+    at a time. Returns how many."""
     text = model.model.language_model
     swapped = 0
     for parent in list(text.modules()):

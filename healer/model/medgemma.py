@@ -12,11 +12,10 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import transformers.modeling_utils
 from PIL import Image
 from transformers import (
     AutoModelForImageTextToText,
@@ -28,7 +27,7 @@ from transformers import (
 )
 
 from healer.screening import answers
-from healer.model.cpu_int8 import quantize_language_model
+from healer.model.cpu_int8 import to_cpu_int8
 from healer.model.engine import Engine, Generation, ModelInfo, Query
 from healer.model.model_dir import check_model_dir, read_source
 from healer.screening.prompts import SYSTEM_PROMPT
@@ -60,33 +59,6 @@ def usable_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     except (OSError, ValueError):
         pass
     return count
-
-
-@contextlib.contextmanager
-def _read_checkpoint_without_mmap() -> Iterator[None]:
-    """Load int8 on the CPU from `pread` reads instead of a memory map of the checkpoint.
-
-    With the default memory map, every bf16 page read while quantizing stays mapped into the
-    process for as long as any unquantized tensor (vision tower, embeddings) still points into
-    the file: 8 GiB of file-backed RSS on top of the int8 weights, 12.9 GiB at peak at full size.
-    Read with pread, each tensor becomes anonymous memory that is freed once quantized; the
-    page cache it went through is the kernel's, not ours. transformers 5 picks the backend
-    inside from_pretrained, so the choice is made by wrapping the function it calls.
-    """
-    original = getattr(transformers.modeling_utils, "safe_open", None)
-    if original is None:  # another transformers layout: fall back to the memory map
-        log.warning("cannot select pread loading in this transformers version; using mmap")
-        yield
-        return
-
-    def open_with_pread(*args, **kwargs):
-        return original(*args, **{**kwargs, "backend": "pread"})
-
-    transformers.modeling_utils.safe_open = open_with_pread
-    try:
-        yield
-    finally:
-        transformers.modeling_utils.safe_open = original
 
 
 def _release_freed_memory() -> None:
@@ -149,10 +121,9 @@ class MedGemmaEngine(Engine):
         started = time.perf_counter()
         processor = AutoProcessor.from_pretrained(settings.model_dir)
         processor.tokenizer.padding_side = "left"  # right padding breaks batched first-token logits
-        with _read_checkpoint_without_mmap() if cpu_int8 else contextlib.nullcontext():
-            model = AutoModelForImageTextToText.from_pretrained(settings.model_dir, **kwargs).eval()
+        model = AutoModelForImageTextToText.from_pretrained(settings.model_dir, **kwargs).eval()
         if cpu_int8:
-            quantize_language_model(model)
+            to_cpu_int8(model)
             _release_freed_memory()
         on_meta = [name for name, p in model.named_parameters() if p.device.type == "meta"]
         if on_meta:
