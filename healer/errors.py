@@ -5,13 +5,16 @@
     ├── UnsupportedImage                415  unsupported_image   not an image, or a format we refuse
     ├── TooLarge                        413  upload_too_large    body over MAX_UPLOAD_MB
     │   ├── TooManyPixels               413  image_too_large     over MAX_IMAGE_PIXELS (bombs)
-    │   └── TooManyTiles                413  too_many_tiles      more tissue tiles than MAX_SLIDE_TILES
+    │   ├── TooManyTiles                413  too_many_tiles      more tissue tiles than MAX_SLIDE_TILES
+    │   └── SlideTooLarge               413  slide_too_large     a slide's header claims more than is read
     ├── BadQuestion                     422  question_too_long
     ├── Unauthorized                    401  unauthorized        API_KEY set, X-API-Key wrong
     ├── NotReady                        503  model_not_ready
     ├── Busy                            503  busy                queue full; Retry-After says when
     ├── TimedOut                        504  timeout             REQUEST_TIMEOUT_S passed
     ├── BadSlide                        400  corrupt_slide       a slide file OpenSlide cannot read
+    │   └── SlideReadTimeout            400  slide_read_timeout  reading it passed its deadline
+    ├── WholeSlideImage                 415  whole_slide_image   a slide posted to /predict
     ├── UnsupportedSlide                415  unsupported_slide   not a whole-slide format
     ├── SlideNotFound                   404  slide_not_found     unknown id, or its results expired
     └── ResultsNotReady                 409  results_not_ready   heatmap or tiles asked before done
@@ -53,6 +56,10 @@ class TooLarge(HealerError):
 
 class TooManyPixels(TooLarge):
     code = "image_too_large"
+
+
+class SlideTooLarge(TooLarge):
+    code = "slide_too_large"
 
 
 class BadQuestion(HealerError):
@@ -120,3 +127,20 @@ class ResultsNotReady(HealerError):
     status = 409
     code = "results_not_ready"
     message = "The slide has no results yet: wait until its status is done."
+
+
+class SlideReadTimeout(BadSlide):
+    code = "slide_read_timeout"
+    message = (
+        "Reading the slide took longer than this service allows (SLIDE_READ_TIMEOUT_S): the file may "
+        "be damaged, or built to be slow to read."
+    )
+
+
+class WholeSlideImage(HealerError):
+    status = 415
+    code = "whole_slide_image"
+    message = (
+        "This is a whole-slide image (a tiled pyramid such as SVS, NDPI or pyramidal TIFF). /predict "
+        "answers one tile; upload the slide to /slides to have every tissue tile scored."
+    )

@@ -1,18 +1,21 @@
 """Evaluate the deployed model on a labelled folder of H&E tiles.
 
     python -m healer.evaluate FOLDER [--positive TUM] [--negative NORM,STR] [--ignore BACK]
+                                     [--calibrate OTHER_FOLDER | --threshold T]
 
 FOLDER holds one sub-folder per class (NCT-CRC-HE-100K / CRC-VAL-HE-7K layout). The model is loaded
 exactly as the service loads it (MODEL_DIR, QUANTIZATION, DEVICE from the environment) and asked
 the service's question in answer-only mode. Writes results.csv, metrics.json and roc.png to --out;
 prints sensitivity, specificity, balanced accuracy and ROC AUC with bootstrap 95 % intervals at
-the threshold chosen for --target-sensitivity (or at --threshold), then the THRESHOLD= line for
-the service. Expected failures (empty folder, unknown class, missing model) exit with status 1 and
+the threshold chosen for --target-sensitivity (on FOLDER itself, which makes the figures
+optimistic and says so; on --calibrate's folder, which does not; or given with --threshold), then
+the THRESHOLD= line for the service, always a value the service accepts. Expected failures (empty folder, unknown class, missing model) exit with status 1 and
 one line on stderr.
 """
 
 import argparse
 import json
+import math
 import sys
 from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
@@ -41,10 +44,10 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _probability(text: str) -> float:
+def _threshold(text: str) -> float:
     value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError("must be in [0, 1]")
+    if not 0 < value < 1:  # as THRESHOLD: 0 calls every tile positive, 1 almost none
+        raise argparse.ArgumentTypeError("must be between 0 and 1, both excluded")
     return value
 
 
@@ -79,8 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     operating = parser.add_mutually_exclusive_group()
     operating.add_argument("--target-sensitivity", type=_fraction, default=0.95, metavar="S",
                            help="choose the highest threshold whose sensitivity is >= S (default 0.95)")
-    operating.add_argument("--threshold", type=_probability, default=None, metavar="T",
+    operating.add_argument("--threshold", type=_threshold, default=None, metavar="T",
                            help="report at this fixed threshold instead (e.g. one chosen on another set)")
+    operating.add_argument("--calibrate", type=Path, default=None, metavar="FOLDER",
+                           help="choose the threshold for --target-sensitivity on this other folder "
+                           "(same layout and classes) and report on FOLDER")
     parser.add_argument("--batch-size", type=_positive, default=None, metavar="N",
                         help="tiles per forward pass (default: MAX_BATCH_SIZE, as the service)")
     parser.add_argument("--bootstrap", type=_non_negative, default=1000, metavar="N",
@@ -100,6 +106,18 @@ def round_down(threshold: float, decimals: int = THRESHOLD_DECIMALS) -> float:
     # repr() is the shortest decimal that reads back as `threshold`, and rounding is monotonic.
     step = Decimal(1).scaleb(-decimals)
     return float(Decimal(repr(threshold)).quantize(step, rounding=ROUND_FLOOR))
+
+
+def service_threshold(chosen: float) -> float:
+    """The chosen threshold as THRESHOLD= accepts it (strictly between 0 and 1), never above it:
+    rounded down to 4 decimals; 0.9999 when that is 1 (P(yes) saturates at 1.0 past a log-odds
+    gap of ~37 even in float64); the chosen value itself when rounding would reach 0."""
+    rounded = round_down(chosen)
+    if rounded >= 1:
+        return 1 - 10.0 ** -THRESHOLD_DECIMALS
+    if rounded <= 0:
+        return chosen if chosen > 0 else math.ulp(0.0)
+    return rounded
 
 
 def show(threshold: float) -> str:
@@ -123,9 +141,26 @@ def _describe(folder: LabelledFolder) -> str:
             f"skipped classes: {skipped}")
 
 
+def _score(engine, folder: LabelledFolder, args, settings: Settings):
+    scored, unreadable = score_tiles(
+        engine, folder.tiles, args.question, args.batch_size or settings.max_batch_size,
+        settings.max_image_pixels, progress=not args.no_progress,
+    )
+    for path, reason in unreadable.items():
+        print(f"warning: skipped unreadable {path}: {reason}", file=sys.stderr)
+    labels = [row.tile.label for row in scored]
+    if 1 not in labels or 0 not in labels:
+        raise EvaluationError(f"after skipping unreadable files in {folder.root}, one class of label has no tile left")
+    return scored, unreadable, labels, [row.probability for row in scored]
+
+
 def evaluate(args: argparse.Namespace, settings: Settings) -> int:
     folder = label_folder(args.folder, args.positive, args.negative, args.ignore)
     print(f"folder: {folder.root}\n{_describe(folder)}")
+    calibration = None
+    if args.calibrate is not None:
+        calibration = label_folder(args.calibrate, args.positive, args.negative, args.ignore)
+        print(f"calibration folder: {calibration.root}\n{_describe(calibration)}")
 
     from healer.model.medgemma import MedGemmaEngine  # torch loads only once the folder is known good
 
@@ -136,38 +171,43 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> int:
     print(f"model: {info.id} (revision {info.revision or 'unknown'}) on {info.device}, "
           f"quantization {info.quantization}{', DEMO' if info.demo else ''}")
 
-    scored, unreadable = score_tiles(
-        engine, folder.tiles, args.question, args.batch_size or settings.max_batch_size,
-        settings.max_image_pixels, progress=not args.no_progress,
-    )
-    for path, reason in unreadable.items():
-        print(f"warning: skipped unreadable {path}: {reason}", file=sys.stderr)
-    labels = [row.tile.label for row in scored]
-    scores = [row.probability for row in scored]
-    if 1 not in labels or 0 not in labels:
-        raise EvaluationError("after skipping unreadable files, one class of label has no tile left")
+    scored, unreadable, labels, scores = _score(engine, folder, args, settings)
     args.out.mkdir(parents=True, exist_ok=True)
-    write_csv(scored, folder.root, args.out / "results.csv")
 
-    if args.threshold is None:
-        chosen = roc.threshold_for_sensitivity(labels, scores, args.target_sensitivity)
-        threshold = round_down(chosen)
-        how = (f"the highest with sensitivity >= {args.target_sensitivity:g} is {chosen:.6f}, "
-               f"rounded down to {THRESHOLD_DECIMALS} decimals")
-    else:
+    optimistic = False
+    if args.threshold is not None:
         threshold = args.threshold
         how = "given with --threshold"
+    else:
+        if calibration is not None:
+            _, _, chosen_on_labels, chosen_on_scores = _score(engine, calibration, args, settings)
+            where = f"on {calibration.root}"
+        else:
+            chosen_on_labels, chosen_on_scores, where = labels, scores, "on these same tiles"
+            optimistic = True
+        chosen = roc.threshold_for_sensitivity(chosen_on_labels, chosen_on_scores, args.target_sensitivity)
+        threshold = service_threshold(chosen)
+        how = (f"chosen {where}: the highest with sensitivity >= {args.target_sensitivity:g} is {chosen:.6f}, "
+               f"as THRESHOLD accepts it (rounded down to {THRESHOLD_DECIMALS} decimals, below 1)")
+    write_csv(scored, folder.root, args.out / "results.csv", threshold, settings.min_answer_mass)
     counts = roc.confusion(labels, scores, threshold)
     summary = roc.summarise(labels, scores, threshold, args.bootstrap, args.seed)
+    masses = [row.answer_mass for row in scored]
+    below = sum(mass < settings.min_answer_mass for mass in masses)
 
     interval = f"95% CI ({args.bootstrap} bootstrap resamples, seed {args.seed})" if args.bootstrap else "no bootstrap"
     print(f"\n{len(scored)} tiles: {counts.tp + counts.fn} positive, {counts.tn + counts.fp} negative; "
           f"{len(unreadable)} unreadable skipped")
+    print(f"answer mass: median {sorted(masses)[len(masses) // 2]:.3f}; {below} tile(s) below "
+          f"MIN_ANSWER_MASS {settings.min_answer_mass:g} (answered \"uncertain\" by /predict)")
     print(f"threshold: P(yes) >= {show(threshold)}: {how}")
     print(f"TP {counts.tp}  FN {counts.fn}  TN {counts.tn}  FP {counts.fp}\n")
     print(f"| metric | value | {interval} |\n|---|---|---|")
     for name, estimate in summary.items():
         print(f"| {name.replace('_', ' ')} | {estimate.value:.3f} | {estimate.low:.3f} – {estimate.high:.3f} |")
+    if optimistic:
+        print("\nOPTIMISTIC: the threshold was chosen and reported on the same tiles; choose it on "
+              "another folder with --calibrate FOLDER for figures that hold on new tiles.")
 
     fpr, tpr, _ = roc.roc_curve(labels, scores)
     title = "ROC curve" + (" - DEMO MODEL, MEANINGLESS" if info.demo else f" - {info.id}")
@@ -178,9 +218,11 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> int:
     report = {
         "model": {**vars(info)},
         "folder": str(folder.root),
+        "calibration_folder": str(calibration.root) if calibration else None,
         "positive": folder.positive, "negative": folder.negative, "skipped_classes": folder.skipped,
         "unreadable": [str(path) for path in unreadable],
-        "threshold": threshold, "threshold_rule": how,
+        "threshold": threshold, "threshold_rule": how, "optimistic": optimistic,
+        "answer_mass": {"min_answer_mass": settings.min_answer_mass, "tiles_below": below},
         "confusion": vars(counts),
         "metrics": {name: vars(estimate) for name, estimate in summary.items()},
         "bootstrap": {"resamples": args.bootstrap, "seed": args.seed, "stratified": True},

@@ -23,16 +23,20 @@ class Settings(BaseSettings):
     device: Literal["auto", "cuda", "cpu"] = "auto"
     max_new_tokens: int = Field(48, ge=1, le=256)
     threshold: float = Field(0.5, gt=0, lt=1)  # P(yes) a "yes" needs; see healer.screening.answers
+    # P(yes) + P(no) at the answer step below which the answer is "uncertain": the model must
+    # rather answer than not (docs/api.md, "How the answer is decided").
+    min_answer_mass: float = Field(0.5, ge=0, lt=1)
 
     max_batch_size: int = Field(4, ge=1, le=64)
     batch_wait_ms: float = Field(10, ge=0, le=1000)
     max_queue: int = Field(16, ge=1, le=1024)
-    request_timeout_s: float = Field(600, gt=0)
-    shutdown_grace_s: float = Field(10, ge=0)  # Cloud Run allows 10 s between SIGTERM and SIGKILL
+    request_timeout_s: float = Field(600, gt=0)  # keep below Cloud Run's --timeout (deploy.sh does)
+    shutdown_grace_s: float = Field(8, ge=0)  # Cloud Run's SIGKILL comes 10 s after SIGTERM
     cache_size: int = Field(256, ge=0)  # identical image + question answered from memory; 0: off
 
     max_upload_mb: float = Field(20, gt=0, le=512)
     max_image_pixels: int = Field(89_478_485, gt=0)  # Pillow's own decompression-bomb limit
+    decode_workers: int = Field(2, ge=1, le=64)  # images decoded at full size at once (memory bound)
     max_question_chars: int = Field(500, ge=1, le=4000)
 
     host: str = "0.0.0.0"
@@ -54,6 +58,10 @@ class Settings(BaseSettings):
     slide_queue: int = Field(4, ge=1, le=256)  # jobs waiting behind the running one
     slide_jobs_dir: Path | None = None  # None: a new temporary directory per process
     slide_result_ttl_s: float = Field(3600, gt=0)  # results (files included) deleted after this
+    # Slides are read in a child process (healer/slides/reader.py), killed when a deadline passes.
+    slide_open_timeout_s: float = Field(10, gt=0)  # open the file and check its header
+    slide_read_timeout_s: float = Field(60, gt=0)  # the thumbnail, and each batch of tiles
+    slide_reader_memory_mb: int = Field(1024, ge=256)  # the child's address-space cap
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -2,7 +2,9 @@
 
 `snapshot_download` (huggingface_hub 1.x/2.x) talks to three endpoints, and so does this server:
 
-    GET  /api/models/{repo}[/revision/{rev}]     model info: sha, siblings (with sizes), gated
+    GET  /api/models/{repo}[/revision/{rev}]     model info: sha, gated, siblings with the file
+                                                 metadata (size, blobId, lfs.sha256) that
+                                                 `model_info(files_metadata=True)` returns
     GET  /api/models/{repo}/tree/{sha}?recursive  the file listing (path, size, oid, lfs.sha256)
     HEAD|GET /{repo}/resolve/{rev}/{file}        the file, with ETag (git blob sha1, or sha256 for
                                                  LFS files), X-Repo-Commit and Content-Length
@@ -13,6 +15,9 @@ is public and its files are not, as on the real Hub.
 
     with FakeHub(files_dir, "google/medgemma-4b-it", token="hf_test") as hub:
         os.environ["HF_ENDPOINT"] = hub.url
+
+`hub.served[path] = other_bytes` serves other bytes than the metadata describes: a file corrupted
+in transit or in storage, as a download's size and hash checks must catch.
 
 Run as a script to serve a directory on a fixed port (e.g. for a Docker build on the host network):
 
@@ -39,6 +44,7 @@ class FakeHub:
             for path in sorted(Path(files_dir).rglob("*"))
             if path.is_file() and ".cache" not in path.parts
         }
+        self.served = dict(self.files)  # what the file endpoint sends; the metadata describes self.files
         self.repo_id = repo_id
         self.token = token
         self.requests: list[tuple[str, str, str | None]] = []  # (method, path, Authorization)
@@ -65,6 +71,15 @@ class FakeHub:
 
     def file_downloads(self) -> list[str]:
         return [path for method, path, _ in self.requests if method == "GET" and "/resolve/" in path]
+
+
+def _sibling(entry: dict) -> dict:
+    """A tree entry as the model info's `siblings` (with `blobs=True`) spells it."""
+    sibling = {"rfilename": entry["path"], "size": entry["size"], "blobId": entry["oid"]}
+    if "lfs" in entry:
+        lfs = entry["lfs"]
+        sibling["lfs"] = {"sha256": lfs["oid"], "size": lfs["size"], "pointerSize": lfs["pointerSize"]}
+    return sibling
 
 
 def _handler_for(hub: FakeHub):
@@ -100,7 +115,7 @@ def _handler_for(hub: FakeHub):
         def _model_info(self, revision: str) -> None:
             if revision not in ("main", COMMIT):
                 return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
-            siblings = [{"rfilename": name, "size": len(data)} for name, data in hub.files.items()]
+            siblings = [_sibling(hub.entry(name)) for name in hub.files]
             self._json({
                 "id": hub.repo_id, "modelId": hub.repo_id, "sha": COMMIT, "private": False,
                 "gated": "manual" if hub.token else False, "siblings": siblings,
@@ -117,7 +132,7 @@ def _handler_for(hub: FakeHub):
                     return self._error(403, "GatedRepo", "Please accept the licence to access it")
             if name not in hub.files:
                 return self._error(404, "EntryNotFound", f"{name} does not exist")
-            entry, data = hub.entry(name), hub.files[name]
+            entry, data = hub.entry(name), hub.served[name]
             etag = entry["lfs"]["oid"] if "lfs" in entry else entry["oid"]
             self.send_response(200)
             self.send_header("ETag", f'"{etag}"')

@@ -15,6 +15,7 @@ from healer.model.fake import FakeEngine
 from healer.model.medgemma import MedGemmaEngine
 from healer.settings import Settings
 from healer.api.app import create_app
+from healer.screening.images import decode_image
 from tests.conftest import demo_settings
 from tests.test_predict import predict
 
@@ -45,7 +46,7 @@ def test_concurrent_requests_share_one_batch_and_keep_their_own_answers(engine, 
     assert sizes == [3]
     for alone, shared in zip(solo, batched):
         assert shared.p_yes == pytest.approx(alone.p_yes, abs=5e-3)
-        assert shared.first_token_label == alone.first_token_label
+        assert shared.answer_label == alone.answer_label
 
 
 def test_answer_only_and_explained_requests_are_not_mixed(he_tile):
@@ -144,6 +145,44 @@ def test_http_overload_is_503_with_retry_after(tmp_path, he_tile_png):
     assert response.json()["error"] == "busy"
     assert int(response.headers["retry-after"]) >= 1
     assert len(engine.questions) == 2
+
+
+def test_a_full_queue_refuses_before_decoding_the_image(tmp_path, he_tile_png, monkeypatch):
+    """Decoding is the costly part of a request (an 89 Mpx PNG takes seconds and a GiB), so a
+    request takes its queue place first: when there is none, it is refused without a decode."""
+    import threading
+
+    from healer.screening import service
+
+    decoded = []
+
+    def slow_decode(data, max_pixels):  # as costly as a large image
+        decoded.append(len(data))
+        time.sleep(1)
+        return decode_image(data, max_pixels)
+
+    monkeypatch.setattr(service, "decode_image", slow_decode)
+    engine = FakeEngine(delay_s=1.5)
+    settings = Settings(model_dir=tmp_path, max_batch_size=1, max_queue=1, cache_size=0)
+    with TestClient(create_app(settings, engine=engine)) as client:
+        workers = [threading.Thread(target=predict, args=(client, he_tile_png), kwargs={"question": f"q{i}?"})
+                   for i in range(2)]
+        workers[0].start()
+        assert engine.running.wait(10)  # the first is being answered…
+        workers[1].start()  # …so the second holds the only queue place while it decodes
+        deadline = time.monotonic() + 5
+        while client.app.state.service.batcher.depth < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        began = time.monotonic()
+        response = predict(client, he_tile_png, question="refused?")
+        seconds = time.monotonic() - began
+        for worker in workers:
+            worker.join()
+    assert response.status_code == 503
+    assert response.json()["error"] == "busy"
+    assert seconds < 1, f"the refusal took {seconds:.1f} s"
+    assert len(decoded) == 2  # the two accepted requests' images, never the refused one's
+    assert engine.questions == ["q0?", "q1?"]
 
 
 def test_http_timeout_is_504(tmp_path, he_tile_png):

@@ -33,7 +33,10 @@ def test_int8_linear_matches_the_bf16_linear(linear, rows):
 
 def test_embedding_rows_are_the_heads_rows_times_gemmas_scale(linear):
     head = Int8Linear.from_linear(linear)
-    embedding = Int8ScaledEmbedding(head, torch.tensor(16.0), torch.bfloat16)
     ids = torch.tensor([[0, 5, 95]])
     want = linear.weight.detach()[ids] * 16.0
-    assert relative_error(embedding(ids), want) < 0.02
+    for shared in (True, False):
+        embedding = Int8ScaledEmbedding(head, torch.tensor(16.0), torch.bfloat16, shared=shared)
+        assert relative_error(embedding(ids), want) < 0.02
+        # Tied to the head, the table is not registered a second time (no second copy in a state dict).
+        assert ("table.weight" in dict(embedding.named_buffers())) is not shared

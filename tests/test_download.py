@@ -67,7 +67,7 @@ def test_downloads_only_the_served_files_and_records_the_commit(repo_files, tmp_
     with FakeHub(repo_files, REPO, token=TOKEN) as hub:
         result = run_download(hub.url, model_dir, HF_TOKEN=TOKEN)
     assert result.returncode == 0, result.stderr
-    assert "Downloaded google/medgemma-4b-it" in result.stdout
+    assert f"Downloaded google/medgemma-4b-it at commit {COMMIT}" in result.stdout
     names = {p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*")
              if p.is_file() and ".cache" not in p.parts}
     assert {"config.json", "model.safetensors", "tokenizer.json", "processor_config.json"} <= names
@@ -75,6 +75,53 @@ def test_downloads_only_the_served_files_and_records_the_commit(repo_files, tmp_
     marker = json.loads((model_dir / MARKER_FILE).read_text())
     assert marker == {"id": REPO, "revision": COMMIT, "demo": False}
     assert all(auth == f"Bearer {TOKEN}" for method, path, auth in hub.requests if "/resolve/" in path)
+
+
+def test_an_unpinned_revision_warns_and_names_the_commit_to_pin(repo_files, tmp_path):
+    with FakeHub(repo_files, REPO, token=TOKEN) as hub:
+        result = run_download(hub.url, tmp_path / "model", HF_TOKEN=TOKEN)
+    assert result.returncode == 0, result.stderr
+    [warning] = [line for line in result.stderr.splitlines() if line.startswith("download.py: warning:")]
+    assert "MODEL_REVISION is not set" in warning and f"MODEL_REVISION={COMMIT}" in warning
+
+
+def test_reads_the_same_defaults_as_the_service(monkeypatch):
+    for name in ("MODEL_ID", "MODEL_REVISION", "MODEL_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    sys.path.insert(0, str(ROOT))
+    try:
+        import download
+    finally:
+        sys.path.remove(str(ROOT))
+    from healer.settings import Settings
+
+    settings = Settings()
+    assert download.model_settings() == (settings.model_id, settings.model_revision, settings.model_dir)
+
+
+def flip_last_bit(data: bytes) -> bytes:
+    return data[:-1] + bytes([data[-1] ^ 1])
+
+
+@pytest.mark.parametrize("corrupt, problem", [
+    (lambda data: data[:-1], "bytes where the Hub lists"),  # truncated
+    (flip_last_bit, "sha256"),  # same size
+], ids=["truncated", "one-bit-flipped"])
+def test_a_corrupted_shard_fails_the_download_with_one_line(repo_files, tmp_path, corrupt, problem):
+    model_dir = tmp_path / "model"
+    with FakeHub(repo_files, REPO, token=TOKEN) as hub:
+        hub.served["model.safetensors"] = corrupt(hub.files["model.safetensors"])
+        result = run_download(hub.url, model_dir, HF_TOKEN=TOKEN)
+    assert_one_line_error(result, "model.safetensors is corrupt", problem, "run download.py again")
+    assert not (model_dir / "model.safetensors").exists()  # removed, so a rerun fetches it again
+    assert not (model_dir / MARKER_FILE).exists()
+
+
+def test_a_corrupted_small_file_is_caught_by_its_git_blob_id(repo_files, tmp_path):
+    with FakeHub(repo_files, REPO, token=TOKEN) as hub:
+        hub.served["config.json"] = flip_last_bit(hub.files["config.json"])
+        result = run_download(hub.url, tmp_path / "model", HF_TOKEN=TOKEN)
+    assert_one_line_error(result, "config.json is corrupt", "git blob")
 
 
 def test_the_token_is_never_written_to_disk(repo_files, tmp_path):

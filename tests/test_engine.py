@@ -10,7 +10,8 @@ from PIL import Image
 from healer.model.cpu_int8 import Int8Linear
 from healer.model.demo import write_demo_model
 from healer.model.engine import Query
-from healer.model.medgemma import MedGemmaEngine, _FirstSentenceStop, resolve_device, usable_cpus
+from healer.model.medgemma import MedGemmaEngine, _RowStop, resolve_device, usable_cpus
+from healer.screening.answers import ANSWER_WITHIN
 from healer.screening.prompts import DEFAULT_QUESTION, SYSTEM_PROMPT
 from tests.conftest import demo_settings
 
@@ -56,41 +57,74 @@ def test_prompt_is_the_chat_template_with_one_bos_and_256_image_tokens(engine, t
 def test_answers_a_real_he_tile_with_a_probability(engine, tiles):
     [generation] = engine.generate([Query(tiles[0], DEFAULT_QUESTION)])
     assert 0.0 <= generation.p_yes <= 1.0
-    assert generation.first_token_label in ("yes", "no", None)
+    assert generation.answer_label in ("yes", "no", None)
+    assert 0.0 <= generation.answer_mass <= 1.0
     assert set(generation.timings_ms) == {"preprocess", "model"}
 
 
-def test_p_yes_is_the_yes_share_of_the_first_token_distribution(engine, tiles):
-    query = Query(tiles[0], DEFAULT_QUESTION)
+def by_hand(engine, query, prefix_ids):
+    """P(yes) and P(yes) + P(no) from a plain forward pass on the prompt + `prefix_ids`."""
+    inputs = engine._inputs([query])
+    prefix = torch.tensor([prefix_ids], dtype=inputs["input_ids"].dtype)
+    inputs["input_ids"] = torch.cat([inputs["input_ids"], prefix], dim=1)
+    inputs["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(prefix)], dim=1)
+    if "token_type_ids" in inputs:
+        inputs["token_type_ids"] = torch.cat([inputs["token_type_ids"], torch.zeros_like(prefix)], dim=1)
     with torch.inference_mode():
-        logits = engine.model(**engine._inputs([query])).logits[0, -1].float()
-    probs = logits.softmax(-1)
-    expected = probs[engine.yes_ids].sum() / (probs[engine.yes_ids].sum() + probs[engine.no_ids].sum())
+        probs = engine.model(**inputs).logits[0, -1].float().softmax(-1)
+    yes, no = probs[engine.yes_ids].sum().item(), probs[engine.no_ids].sum().item()
+    return yes / (yes + no), yes + no
+
+
+def test_p_yes_is_the_yes_share_where_the_default_demo_answers(engine, tiles):
+    query = Query(tiles[0], DEFAULT_QUESTION)
     [generation] = engine.generate([query])
-    assert generation.p_yes == pytest.approx(expected.item(), abs=1e-5)
+    assert generation.answer_step == 0  # the default demo answers with its first token
+    p_yes, mass = by_hand(engine, query, [])
+    assert generation.p_yes == pytest.approx(p_yes, abs=1e-5)
+    assert generation.answer_mass == pytest.approx(mass, abs=1e-5)
 
 
-def test_a_batch_gives_each_image_its_own_answer_equal_to_its_solo_answer(engine, tiles):
-    queries = [Query(tiles[0], DEFAULT_QUESTION), Query(tiles[1], "Is there tumour?")]
-    batch = engine.generate(queries)
-    solo = [engine.generate([query])[0] for query in queries]
-    assert len(batch) == 2
-    for together, alone in zip(batch, solo):
-        assert together.p_yes == pytest.approx(alone.p_yes, abs=5e-3)  # bf16 noise
-    assert batch[0].p_yes != pytest.approx(batch[1].p_yes, abs=1e-6)  # the image matters
+# The three scripted openings (healer.model.demo.OPENINGS): the text each writes in full, the
+# step where the answer word is, and the tokens before it.
+OPENINGS = {
+    "bold": ("**Yes.", 1),
+    "phrase": ("Based on the image, yes.", 5),
+    "never": ("I cannot tell from this image.", None),
+}
 
 
-def test_answer_only_mode_gives_the_same_probability_without_text(engine, tiles):
-    explained, answer_only = (
-        engine.generate([Query(tiles[1], DEFAULT_QUESTION, explain=wanted)])[0] for wanted in (True, False)
-    )
-    assert answer_only.text == ""
-    assert answer_only.p_yes == pytest.approx(explained.p_yes, abs=5e-3)
-    assert answer_only.first_token_label == explained.first_token_label
+@pytest.fixture(scope="module", params=list(OPENINGS))
+def opening(request, tmp_path_factory):
+    directory = write_demo_model(tmp_path_factory.mktemp(f"demo-{request.param}"), opening=request.param)
+    return request.param, MedGemmaEngine.load(demo_settings(directory))
 
 
-def test_generation_never_exceeds_max_new_tokens(demo_model_dir, tiles, monkeypatch):
-    engine = MedGemmaEngine.load(demo_settings(demo_model_dir, max_new_tokens=3))
+def test_p_yes_is_read_where_the_answer_word_is_generated(opening, tiles):
+    name, engine = opening
+    text, step = OPENINGS[name]
+    query = Query(tiles[0], DEFAULT_QUESTION)
+    explained, answer_only = engine.generate([query, Query(tiles[0], DEFAULT_QUESTION, explain=False)])
+    assert explained.text == text
+    assert (explained.answer_step, answer_only.answer_step) == (step, step)
+    new_ids = engine.tokenizer(text, add_special_tokens=False)["input_ids"]
+    if step is None:
+        assert (answer_only.answer_label, answer_only.answer_mass) == (None, 0.0)
+        p_yes, _ = by_hand(engine, query, [])  # reported from the first step
+        assert answer_only.p_yes == pytest.approx(p_yes, abs=5e-3)
+        return
+    p_yes, mass = by_hand(engine, query, new_ids[:step])
+    for generation in (explained, answer_only):
+        assert generation.answer_label == "yes"
+        assert generation.p_yes == pytest.approx(p_yes, abs=5e-3)  # bf16: cached vs full forward
+        assert generation.answer_mass == pytest.approx(mass, abs=5e-3)
+    assert mass > 0.9 and 0.6 < p_yes < 0.9  # a clear answer, not a certain one
+    _, first_step_mass = by_hand(engine, query, [])
+    assert first_step_mass < 0.01  # where the old engine read it: the ratio of two negligible numbers
+
+
+def record_generated_lengths(engine, monkeypatch) -> list[int]:
+    """The number of tokens each `model.generate` call of `engine` generates, as it runs."""
     lengths = []
     generate = engine.model.generate
 
@@ -100,6 +134,66 @@ def test_generation_never_exceeds_max_new_tokens(demo_model_dir, tiles, monkeypa
         return out
 
     monkeypatch.setattr(engine.model, "generate", spy)
+    return lengths
+
+
+def test_answer_only_mode_stops_at_the_answer_step(opening, tiles, monkeypatch):
+    name, engine = opening
+    _, step = OPENINGS[name]
+    lengths = record_generated_lengths(engine, monkeypatch)
+    engine.generate([Query(tiles[0], DEFAULT_QUESTION, explain=False)])
+    # Up to and including the answer word; never answering, up to the end of its turn (8 tokens).
+    assert lengths == [step + 1 if step is not None else ANSWER_WITHIN]
+
+
+def test_the_answer_step_search_stops_after_a_few_tokens(engine):
+    ids = engine.tokenizer(["Based on the image,  yes", "Based on the image, and on its colours, no",
+                            "**No", "I cannot say yes"], add_special_tokens=False)["input_ids"]
+    assert [engine.answer_step(row) for row in ids] == [len(ids[0]) - 1, None, len(ids[2]) - 1, None]
+    assert all(len(row) > ANSWER_WITHIN for row in ids[1:2])  # its "no" comes too late
+
+
+def test_a_batch_gives_each_image_its_own_answer_equal_to_its_solo_answer(engine, tiles):
+    queries = [Query(tiles[0], DEFAULT_QUESTION), Query(tiles[1], "Is there tumour?")]
+    batch = engine.generate(queries)
+    solo = [engine.generate([query])[0] for query in queries]
+    assert len(batch) == 2
+    for together, alone in zip(batch, solo):
+        assert together.p_yes == pytest.approx(alone.p_yes, abs=5e-3)  # bf16 noise
+        assert together.answer_mass == pytest.approx(alone.answer_mass, abs=5e-3)
+
+
+def test_the_image_matters(engine, tiles):
+    same_question = [Query(tile, DEFAULT_QUESTION, explain=False) for tile in tiles]
+    first, second = engine.generate(same_question)
+    assert first.p_yes != pytest.approx(second.p_yes, abs=1e-3)
+
+
+def test_a_batch_of_rows_answering_at_different_steps_matches_each_alone(engine, tiles):
+    """Rows of one batch may find their answer at different steps (here: a default demo row at
+    its first token beside itself asked to explain, which runs on past its answer)."""
+    queries = [Query(tiles[0], DEFAULT_QUESTION, explain=False), Query(tiles[1], "Tumour?"),
+               Query(tiles[1], DEFAULT_QUESTION, explain=False)]
+    batch = engine.generate(queries)
+    for together, query in zip(batch, queries):
+        [alone] = engine.generate([query])
+        assert together.answer_step == alone.answer_step
+        assert together.p_yes == pytest.approx(alone.p_yes, abs=5e-3)
+
+
+def test_answer_only_mode_gives_the_same_probability_without_text(engine, tiles):
+    explained, answer_only = (
+        engine.generate([Query(tiles[1], DEFAULT_QUESTION, explain=wanted)])[0] for wanted in (True, False)
+    )
+    assert answer_only.text == ""
+    assert answer_only.p_yes == pytest.approx(explained.p_yes, abs=5e-3)
+    assert answer_only.answer_label == explained.answer_label
+    assert answer_only.answer_mass == pytest.approx(explained.answer_mass, abs=5e-3)
+
+
+def test_generation_never_exceeds_max_new_tokens(demo_model_dir, tiles, monkeypatch):
+    engine = MedGemmaEngine.load(demo_settings(demo_model_dir, max_new_tokens=3))
+    lengths = record_generated_lengths(engine, monkeypatch)
     engine.generate([Query(tiles[0], DEFAULT_QUESTION)])
     assert 1 <= lengths[0] <= 3
 
@@ -112,8 +206,8 @@ def test_stops_each_row_at_the_end_of_its_first_sentence(engine):
     width = max(map(len, new))
     # As in generate: one prompt length for every row, finished rows padded on the right.
     ids = torch.tensor([prompt + n + [tokenizer.pad_token_id] * (width - len(n)) for n in new])
-    stop = _FirstSentenceStop(tokenizer, prompt_length=len(prompt), explain=[True, True, False])
-    assert stop(ids, None).tolist() == [True, False, True]
+    stop = _RowStop(engine, prompt_length=len(prompt), explain=[True, True, False])
+    assert stop(ids, None).tolist() == [True, False, True]  # the third: answer-only, "Yes" found
 
 
 def test_int8_on_the_cpu_holds_the_language_model_in_int8_and_keeps_the_vision_tower(demo_model_dir, tiles, engine):
@@ -125,11 +219,14 @@ def test_int8_on_the_cpu_holds_the_language_model_in_int8_and_keeps_the_vision_t
     assert not any(isinstance(m, torch.nn.Linear) for n, m in modules.items() if "language_model" in n)
     assert any(isinstance(m, torch.nn.Linear) for n, m in modules.items() if "vision_tower" in n)
     assert int8.info.quantization == "int8"
-    # The same answer as bf16, within int8 rounding: the kernels compute the model, not noise.
+    # The same next-token logits as bf16, within int8 rounding: the kernels compute the model.
     query = Query(tiles[0], DEFAULT_QUESTION)
-    [eight], [sixteen] = int8.generate([query]), engine.generate([query])
-    assert eight.p_yes == pytest.approx(sixteen.p_yes, abs=0.05)
-    assert eight.first_token_label == sixteen.first_token_label
+    with torch.inference_mode():
+        eight, sixteen = (e.model(**e._inputs([query])).logits[0, -1].float() for e in (int8, engine))
+    assert ((eight - sixteen).norm() / sixteen.norm()).item() < 0.05
+    assert eight.argmax() == sixteen.argmax()
+    [generation] = int8.generate([query])
+    assert 0.0 <= generation.p_yes <= 1.0
 
 
 def test_refuses_cuda_when_there_is_none():
@@ -164,3 +261,15 @@ def test_int8_on_the_cpu_keeps_no_weight_mapped_from_the_checkpoint(tmp_path):
     gc.collect()
     assert not mapped()
     assert int8.info.quantization == "int8"
+
+
+def test_a_confident_answer_stays_below_certainty(engine):
+    """P(yes) comes from float32 log-odds through a float64 sigmoid: at a gap of ~28 logits the
+    float32 sigmoid says exactly 1.0, and every confident tile would tie in the ROC."""
+    logits = torch.full((1, len(engine.tokenizer)), -10.0, dtype=torch.bfloat16)
+    logits[0, engine.yes_ids[0]] = 20.0
+    [p_yes], [mass] = engine._read_answers(logits)
+    gap = 30.0 - torch.log(torch.tensor(float(len(engine.no_ids)))).item()
+    assert torch.sigmoid(torch.tensor(gap)).item() == 1.0  # what float32 would report
+    assert p_yes < 1.0 and 1.0 - p_yes == pytest.approx(torch.exp(torch.tensor(-gap, dtype=torch.float64)).item(), rel=1e-3)
+    assert mass == pytest.approx(1.0, abs=1e-6)

@@ -19,7 +19,8 @@ from PIL import Image
 
 from evaluation_tiles import COUNTS, build_tile_folder
 from healer.evaluation import metrics as roc
-from healer.evaluate import main
+from healer.evaluate import main, service_threshold
+from healer.settings import Settings
 from healer.model.medgemma import MedGemmaEngine
 from healer.evaluation.plot import POINT, to_pixel
 
@@ -52,13 +53,14 @@ def test_end_to_end_on_real_tiles_writes_csv_metrics_and_roc(tiles, demo_env, tm
     assert status == 0, printed.err
 
     rows = read_csv(out / "results.csv")
-    assert list(rows[0]) == ["path", "class", "label", "probability", "answer"]
+    assert list(rows[0]) == ["path", "class", "label", "probability", "answer_mass", "answer"]
     assert sorted((r["class"], r["label"]) for r in rows) == sorted(
         [("TUM", "1")] * COUNTS["TUM"] + [("NORM", "0")] * COUNTS["NORM"] + [("STR", "0")] * COUNTS["STR"]
     )
     assert all((tiles / r["path"]).is_file() and r["path"].startswith(r["class"] + "/") for r in rows)
     assert all(0 <= float(r["probability"]) <= 1 for r in rows)
     assert {r["answer"] for r in rows} <= {"yes", "no", "uncertain"}
+    assert all(0 <= float(r["answer_mass"]) <= 1 for r in rows)
     assert len({r["probability"] for r in rows}) > 1  # the image reaches the model
 
     labels = [int(r["label"]) for r in rows]
@@ -84,6 +86,16 @@ def test_end_to_end_on_real_tiles_writes_csv_metrics_and_roc(tiles, demo_env, tm
         assert f"| {name} | {estimate['value']:.3f} | {estimate['low']:.3f} – {estimate['high']:.3f} |" in printed.out
     assert f"specificity {at_threshold.specificity:.3f}" in printed.out
     assert "skipped classes: BACK (2)" in printed.out
+    assert "OPTIMISTIC: the threshold was chosen and reported on the same tiles" in printed.out
+    assert report["optimistic"] is True
+    # Each row's answer is /predict's at the printed threshold: a no needs P(yes) <= it.
+    for r in rows:
+        if r["answer"] == "no":
+            assert float(r["probability"]) <= threshold
+        if r["answer"] == "yes":
+            assert float(r["probability"]) >= threshold
+        if float(r["answer_mass"]) < 0.5:
+            assert r["answer"] == "uncertain"
 
     assert "DEMO MODEL" in printed.err and "meaningless" in printed.err
 
@@ -125,6 +137,7 @@ def test_a_fixed_threshold_is_reported_as_given(tiles, demo_env, tmp_path, capsy
                  "--out", str(tmp_path), "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert re.search(r"^THRESHOLD=0\.5000$", printed, re.M)
+    assert "OPTIMISTIC" not in printed
     rows = read_csv(tmp_path / "results.csv")
     counts = roc.confusion([int(r["label"]) for r in rows], [float(r["probability"]) for r in rows], 0.5)
     assert f"TP {counts.tp}  FN {counts.fn}  TN {counts.tn}  FP {counts.fp}" in printed
@@ -168,7 +181,44 @@ def test_a_bad_setting_fails_with_one_clear_line(tiles):
 
 
 @pytest.mark.parametrize("option", [["--target-sensitivity", "1.5"], ["--bootstrap", "-1"],
-                                    ["--batch-size", "0"], ["--threshold", "0.5", "--target-sensitivity", "0.9"]])
+                                    ["--batch-size", "0"], ["--threshold", "0.5", "--target-sensitivity", "0.9"],
+                                    ["--threshold", "0"], ["--threshold", "1"],
+                                    ["--threshold", "0.5", "--calibrate", "."]])
 def test_bad_options_are_usage_errors(tiles, option):
     result = run_cli(str(tiles), *option)
     assert result.returncode == 2 and "usage:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_calibrate_chooses_the_threshold_on_another_folder_and_reports_on_this_one(
+        tiles, demo_env, tmp_path, capsys, monkeypatch):
+    # The calibration folder: the same classes, other tiles (the TUM and NORM tiles mirrored).
+    other = tmp_path / "calibration"
+    for cls in ("TUM", "NORM"):
+        (other / cls).mkdir(parents=True)
+        for path in sorted((tiles / cls).iterdir()):
+            Image.open(path).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(other / cls / (path.stem + ".png"))
+    assert main([str(other), "--negative", "NORM", "--bootstrap", "0", "--out", str(tmp_path / "cal"),
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main([str(tiles), "--negative", "NORM", "--calibrate", str(other), "--bootstrap", "0",
+                 "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert f"chosen on {other}" in printed and "OPTIMISTIC" not in printed
+    threshold = float(re.search(r"^THRESHOLD=(\S+)$", printed, re.M).group(1))
+    chosen_alone = json.loads((tmp_path / "cal" / "metrics.json").read_text())["threshold"]
+    assert threshold == chosen_alone  # chosen on the calibration tiles ...
+    rows = read_csv(tmp_path / "out" / "results.csv")
+    assert {r["path"].split("/")[0] for r in rows} == {"TUM", "NORM"} and len(rows) == 10  # ... reported here
+    report = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    counts = roc.confusion([int(r["label"]) for r in rows], [float(r["probability"]) for r in rows], threshold)
+    assert report["confusion"] == vars(counts) and report["calibration_folder"] == str(other)
+
+
+@pytest.mark.parametrize(
+    ("chosen", "printed"),
+    [(0.37129, 0.3712), (1.0, 0.9999), (0.99995, 0.9999), (3e-7, 3e-7), (0.0, 5e-324)],
+)
+def test_the_printed_threshold_is_always_one_the_service_accepts(chosen, printed):
+    threshold = service_threshold(chosen)
+    assert threshold == printed and threshold <= max(chosen, 5e-324)
+    Settings(threshold=threshold)  # raises if the service would refuse it

@@ -87,7 +87,7 @@ def test_a_folder_without_class_folders_of_images_is_refused(tmp_path):
 def test_scoring_asks_in_answer_only_batches_and_skips_unreadable_files(folder, monkeypatch):
     (folder / "NORM" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     labelled = label_folder(folder, ["TUM"], negative=["NORM"])
-    engine = FakeEngine(p_yes=0.25, first_token_label="no")
+    engine = FakeEngine(p_yes=0.25, answer_label="no", answer_mass=0.8)
     batches = []
     answer = engine.generate
     monkeypatch.setattr(engine, "generate", lambda queries: batches.append(list(queries)) or answer(queries))
@@ -99,20 +99,37 @@ def test_scoring_asks_in_answer_only_batches_and_skips_unreadable_files(folder, 
     assert all(not q.explain and q.question == "Cancer?" for batch in batches for q in batch)
     assert list(unreadable) == [folder / "NORM" / "broken.png"]
     assert [row.tile for row in scored] == [t for t in labelled.tiles if t.path.name != "broken.png"]
-    assert {(row.probability, row.answer) for row in scored} == {(0.25, "no")}
+    assert {(row.probability, row.answer_label, row.answer_mass) for row in scored} == {(0.25, "no", 0.8)}
+    assert {row.answer(threshold=0.5, min_answer_mass=0.5) for row in scored} == {"no"}
 
 
 def test_results_csv_has_one_row_per_tile_with_relative_paths(folder, tmp_path_factory):
     labelled = label_folder(folder, ["TUM"], negative=["NORM"])
     scored, _ = score_tiles(FakeEngine(p_yes=0.125), labelled.tiles, "q", 4, 10_000, progress=False)
     out = tmp_path_factory.mktemp("out") / "results.csv"
-    write_csv(scored, folder, out)
+    write_csv(scored, folder, out, threshold=0.5, min_answer_mass=0.5)
     with out.open() as file:
         rows = list(csv.DictReader(file))
-    assert list(rows[0]) == ["path", "class", "label", "probability", "answer"]
+    assert list(rows[0]) == ["path", "class", "label", "probability", "answer_mass", "answer"]
     assert [(r["path"], r["class"], r["label"]) for r in rows] == [
         *[(f"TUM/TUM-{i}.tif", "TUM", "1") for i in range(4)],
         *[(f"NORM/NORM-{i}.tif", "NORM", "0") for i in range(3)],
     ]
     # The canned answer is "yes" at P(yes) 0.125: /predict's rule calls that contradiction uncertain.
     assert {(r["probability"], r["answer"]) for r in rows} == {("0.125", "uncertain")}
+
+
+@pytest.mark.parametrize(
+    ("threshold", "min_answer_mass", "answer"),
+    [(0.5, 0.5, "no"),           # P(yes) 0.3 under the threshold: the model's no stands
+     (0.2, 0.5, "uncertain"),    # a sensitive threshold refers it for review, as /predict would
+     (0.5, 0.9, "uncertain")],   # the model put too little probability on answering
+)
+def test_the_answer_column_is_decided_at_the_reported_threshold(folder, tmp_path, threshold,
+                                                                 min_answer_mass, answer):
+    labelled = label_folder(folder, ["TUM"], negative=["NORM"])
+    engine = FakeEngine(p_yes=0.3, answer_label="no", answer_mass=0.8)
+    scored, _ = score_tiles(engine, labelled.tiles, "q", 4, 10_000, progress=False)
+    write_csv(scored, folder, tmp_path / "results.csv", threshold, min_answer_mass)
+    with (tmp_path / "results.csv").open() as file:
+        assert {(r["answer_mass"], r["answer"]) for r in csv.DictReader(file)} == {("0.8", answer)}

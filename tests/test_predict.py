@@ -5,6 +5,7 @@ import logging
 import pytest
 from PIL import PngImagePlugin
 
+from healer.screening.answers import split_answer
 from healer.screening.prompts import DEFAULT_QUESTION
 from tests.conftest import png_bytes
 
@@ -14,11 +15,22 @@ def predict(client, content: bytes, name="tile.png", content_type="image/png", *
 
 
 def assert_agrees(body):
-    """answer, probability and text tell one story (healer.screening.answers' rule)."""
-    if body["answer"] == "yes":
-        assert body["probability"] >= 0.5
-    if body["answer"] == "no":
-        assert body["probability"] <= 0.5
+    """answer, probability, answer mass and text tell one story (healer.screening.answers' rule):
+    a yes or no stands only where the probability agrees and the model answered enough; an
+    uncertain answer has a reason one can point at."""
+    p, t = body["probability"], body["threshold"]
+    answered = body["answer_mass"] >= body["min_answer_mass"]
+    if body["answer"] in ("yes", "no"):
+        assert answered and (p >= t if body["answer"] == "yes" else p <= t)
+        if body["explanation"] or body["prediction"] not in ("Yes", "No"):
+            assert split_answer(body["prediction"])[0] == body["answer"]  # the text says it too
+        return
+    assert body["answer"] == "uncertain"
+    # Explained: the text's own label, if any, was overruled by the probability or the mass.
+    # (Answer-only JSON does not show the answer step's label, so only the mass can be checked.)
+    if body["prediction"] != "Uncertain":
+        label = split_answer(body["prediction"])[0]
+        assert not answered or label is None or (p < t if label == "yes" else p > t)
 
 
 @pytest.mark.parametrize("image", ["he_tile_png", "ihc_png", "svs_region_png"])
@@ -99,11 +111,37 @@ def test_an_engine_failure_is_a_generic_500_with_a_request_id(fake_client, fake_
     assert logged.request_id == body["request_id"] and logged.exc_info[0] is RuntimeError
 
 
-def test_the_fake_engine_contract_matches_the_real_one(fake_client, he_tile_png):
-    body = predict(fake_client, he_tile_png).json()
-    assert (body["answer"], body["probability"]) == ("yes", 0.93)
-    assert body["explanation"] == "Irregular glands with cribriform architecture invade the stroma."
-    assert body["prediction"].startswith("Yes.")
+def test_the_fake_engine_contract_matches_the_real_one(client, fake_client, he_tile_png):
+    """Contract tests on the fake stand for the real engine only while both give the same shape:
+    the same Generation fields, the same JSON keys and types, the same timing names."""
+    from dataclasses import asdict
+
+    from healer.model.engine import Query
+    from healer.model.fake import FakeEngine
+
+    real_engine = client.app.state.service.engine
+    for explain in (True, False):
+        query = Query(client_image(he_tile_png), DEFAULT_QUESTION, explain=explain)
+        [real] = real_engine.generate([query])
+        [fake] = FakeEngine().generate([query])
+        assert {k: type(v) for k, v in asdict(real).items() if v is not None} == {
+            k: type(v) for k, v in asdict(fake).items() if v is not None}
+        assert set(real.timings_ms) == set(fake.timings_ms)
+        form = {"explain": str(explain).lower(), "question": f"Contract, explained: {explain}?"}
+        real_body = predict(client, he_tile_png, **form).json()  # a new question: not from the cache
+        fake_body = predict(fake_client, he_tile_png, **form).json()
+        assert {k: type(v) for k, v in real_body.items()} == {k: type(v) for k, v in fake_body.items()}
+        assert set(real_body["timings_ms"]) == set(fake_body["timings_ms"])
+        assert_agrees(real_body)
+        assert_agrees(fake_body)
+
+
+def client_image(data: bytes):
+    import io
+
+    from PIL import Image
+
+    return Image.open(io.BytesIO(data)).convert("RGB")
 
 
 def test_the_threshold_in_use_is_reported_and_applied(tmp_path, he_tile_png):
@@ -113,8 +151,24 @@ def test_the_threshold_in_use_is_reported_and_applied(tmp_path, he_tile_png):
     from healer.settings import Settings
     from healer.api.app import create_app
 
-    engine = FakeEngine(text="No. Regular crypts.", p_yes=0.3, first_token_label="no")
+    engine = FakeEngine(text="No. Regular crypts.", p_yes=0.3, answer_label="no")
     for threshold, answer in ((0.5, "no"), (0.2, "uncertain")):
         with TestClient(create_app(Settings(model_dir=tmp_path, threshold=threshold), engine=engine)) as client:
             body = predict(client, he_tile_png).json()
         assert (body["threshold"], body["answer"]) == (threshold, answer)
+
+
+def test_an_answer_the_model_barely_wanted_to_give_is_uncertain(tmp_path, he_tile_png):
+    from fastapi.testclient import TestClient
+
+    from healer.api.app import create_app
+    from healer.model.fake import FakeEngine
+    from healer.settings import Settings
+
+    for mass, answer in ((0.9, "yes"), (0.2, "uncertain")):
+        engine = FakeEngine(p_yes=0.93, answer_mass=mass)
+        with TestClient(create_app(Settings(model_dir=tmp_path, min_answer_mass=0.5), engine=engine)) as client:
+            body = predict(client, he_tile_png).json()
+        assert (body["answer"], body["answer_mass"], body["min_answer_mass"]) == (answer, mass, 0.5)
+        assert body["probability"] == 0.93  # reported as it is
+        assert_agrees(body)

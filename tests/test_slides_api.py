@@ -81,6 +81,7 @@ def test_screens_histolabs_aperio_svs_tile_by_tile(demo_model_dir, tmp_path):
             assert tile["size"] == 513 and tile["x"] % 513 == 0 and tile["y"] % 513 == 0
             assert 0 <= tile["x"] < 2220 and 0 <= tile["y"] < 2967
             assert 0.5 <= tile["tissue"] <= 1 and 0 <= tile["probability"] <= 1
+            assert 0 <= tile["answer_mass"] <= 1  # how much the model wanted to answer, per tile
         probabilities = sorted((t["probability"] for t in tiles["tiles"]), reverse=True)
         summary = done["summary"]
         assert summary["tissue_found"] is True and summary["tiles_scored"] == total
@@ -165,6 +166,21 @@ def test_refuses_a_file_that_is_not_a_slide_with_415(demo_model_dir, tmp_path, h
                      "unsupported_slide")
 
 
+def test_a_file_that_is_not_a_slide_is_refused_without_starting_a_reader(demo_model_dir, tmp_path,
+                                                                       he_tile_png, monkeypatch):
+    """A reading child costs a process start: the file's first bytes answer first."""
+    from healer.slides import plan
+
+    started = []
+    monkeypatch.setattr(plan.SlideReader, "__aenter__", lambda reader: started.append(reader))
+    with slide_client(demo_model_dir, tmp_path / "jobs") as client:
+        for name, data in [("tile.png", he_tile_png), ("notes.svs", b"just some text"), ("a.svs", b"\0" * 200)]:
+            assert_error(client.post("/slides", files={"slide_file": (name, data)}), 415, "unsupported_slide")
+        assert_error(client.post("/slides", files={"slide_file": ("empty.svs", b"")}), 400, "corrupt_slide")
+    assert started == []
+    assert list((tmp_path / "jobs").iterdir()) == []
+
+
 def test_refuses_a_slide_over_max_slide_mb_with_413_while_predict_keeps_its_own_limit(
     demo_model_dir, tmp_path, he_tile_png
 ):
@@ -190,6 +206,20 @@ def test_refuses_a_slide_with_more_tissue_tiles_than_max_slide_tiles_with_413(de
     with slide_client(demo_model_dir, tmp_path / "jobs", max_slide_tiles=3) as client:
         body = assert_error(upload(client, cmu_svs()), 413, "too_many_tiles")
         assert "MAX_SLIDE_TILES" in body["detail"] and "at most 3" in body["detail"]
+
+
+def test_reads_the_form_as_the_page_sends_it_file_first_then_the_question(demo_model_dir, tmp_path):
+    """The page's FormData puts the file before the question (frontend/src/features/slides/api)."""
+    slide = cmu_svs().read_bytes()
+    body = (b'--b\r\nContent-Disposition: form-data; name="slide_file"; filename="cmu.svs"\r\n'
+            b"Content-Type: application/octet-stream\r\n\r\n" + slide + b"\r\n"
+            b'--b\r\nContent-Disposition: form-data; name="question"\r\n\r\nAny adenoma here?\r\n--b--\r\n')
+    with slide_client(demo_model_dir, tmp_path / "jobs") as client:
+        accepted = client.post("/slides", content=body, headers={"Content-Type": "multipart/form-data; boundary=b"})
+        assert accepted.status_code == 202, accepted.text
+        client.delete(f"/slides/{accepted.json()['id']}")
+    assert accepted.json()["question"] == "Any adenoma here?"
+    assert accepted.json()["slide"]["width"] == 2220
 
 
 def test_refuses_a_question_over_the_limit(demo_model_dir, tmp_path):

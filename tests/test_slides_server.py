@@ -3,11 +3,14 @@ both cleanly, exits 0, and leaves no slide or result behind."""
 
 import os
 import signal
+import socket
+import sys
 import threading
 import time
 
 import httpx
 
+from healer.logs import job_tag
 from healer.tools.live_server import live_server
 from tests.slide_files import cmu_svs
 
@@ -45,3 +48,53 @@ def test_sigterm_during_a_slide_job_exits_cleanly_and_deletes_its_files(demo_mod
     assert list(jobs_dir.iterdir()) == []
     assert "Traceback" not in log, log
     assert events and events[0] == "event: progress"
+
+
+def test_slide_job_ids_never_reach_the_server_log(tmp_path):
+    """The id is the only key to a job's results: the log shows a short hash of it, on every
+    line (queued, done, access lines, a refused request), and never the id itself."""
+    env = {"MODEL_DIR": str(tmp_path), "FAKE_DELAY_S": "0", "SLIDE_TILE_PX": "64",
+           "SLIDE_JOBS_DIR": str(tmp_path / "jobs"), "HEALER_TEST_LOG": str(tmp_path), "LOG_LEVEL": "info"}
+    unknown = "0123456789abcdef0123456789abcdef"
+    with live_server(env, command=[sys.executable, "-m", "tests.slow_server"]) as (url, process):
+        with open(cmu_svs(), "rb") as slide:
+            job = httpx.post(url + "/slides", files={"slide_file": ("cmu.svs", slide)}, timeout=60).json()
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{url}/slides/{job['id']}").json()["status"] != "done":
+            assert time.monotonic() < deadline, "the job never finished"
+            time.sleep(0.1)
+        assert httpx.get(f"{url}/slides/{job['id']}/tiles").status_code == 200
+        assert httpx.get(f"{url}/slides/{unknown}").status_code == 404
+        assert httpx.delete(f"{url}/slides/{job['id']}").status_code in (200, 204)
+        log = process.log_path.read_text()
+    assert job["id"] not in log and unknown not in log, log
+    assert job_tag(job["id"]) in log and job_tag(unknown) in log, log
+
+
+def start_upload(url: str, declared_bytes: int) -> socket.socket:
+    """A slide upload over a raw socket that sends its headers and the form's first bytes, then
+    stalls, as a slow client on a large slide does."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.sendall(b"POST /slides HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                 b"Content-Length: %d\r\n\r\n" % declared_bytes)
+    sock.sendall(b'--b\r\nContent-Disposition: form-data; name="slide_file"; filename="s.svs"\r\n\r\n' + b"x" * 65536)
+    return sock
+
+
+def test_a_full_slide_queue_refuses_an_upload_before_reading_its_body(tmp_path):
+    """SLIDE_QUEUE=1 and one upload still streaming in holds that place: the next upload is
+    answered 503 while its client has sent 64 KiB of a declared 50 MB."""
+    env = {"MODEL_DIR": str(tmp_path), "FAKE_DELAY_S": "0", "SLIDE_QUEUE": "1",
+           "SLIDE_JOBS_DIR": str(tmp_path / "jobs"), "HEALER_TEST_LOG": str(tmp_path)}
+    with live_server(env, command=[sys.executable, "-m", "tests.slow_server"]) as (url, process):
+        first = start_upload(url, 50_000_000)
+        time.sleep(0.5)  # the first holds the only place while its body streams in
+        second = start_upload(url, 50_000_000)
+        second.settimeout(5)
+        answer = second.recv(4096)  # times out if the server waits for the body first
+        while answer.startswith(b"HTTP/1.1 503") and b"}" not in answer:
+            answer += second.recv(4096)  # the JSON body may come in its own packet
+        first.close(), second.close()
+    assert answer.startswith(b"HTTP/1.1 503"), answer[:200]
+    assert b'"busy"' in answer and b"retry-after" in answer.lower()

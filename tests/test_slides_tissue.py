@@ -62,18 +62,35 @@ def test_keeps_tiles_with_enough_tissue_and_counts_the_part_past_the_edge_as_bac
     assert tissue_tiles(np.ones((10, 10), dtype=bool), (1000, 1000), size=600, min_tissue=0.5)[1].tissue == 0.6667
 
 
+def summary_of(probabilities, masses=None, threshold=0.5, top_k=5):
+    masses = [0.9] * len(probabilities) if masses is None else masses
+    return summarise(probabilities, masses, threshold=threshold, top_k=top_k, min_answer_mass=0.5)
+
+
 def test_summary_has_the_max_the_top_k_mean_and_the_area_above_the_threshold():
-    summary = summarise([0.1, 0.9, 0.6, 0.5, 0.2], threshold=0.5, top_k=2)
+    summary = summary_of([0.1, 0.9, 0.6, 0.5, 0.2], top_k=2)
     assert summary.top_k_mean == pytest.approx(0.75)
     assert summary == SlideSummary(
-        tissue_found=True, tiles_scored=5, max_probability=0.9, top_k=2, top_k_mean=summary.top_k_mean,
-        threshold=0.5, tiles_above_threshold=3, area_fraction_above=0.6,
+        tissue_found=True, tiles_scored=5, tiles_unanswered=0, min_answer_mass=0.5, max_probability=0.9, top_k=2,
+        top_k_mean=summary.top_k_mean, threshold=0.5, tiles_above_threshold=3, area_fraction_above=0.6,
     )
-    assert summarise([0.3], threshold=0.5, top_k=5).top_k == 1
+    assert summary_of([0.3]).top_k == 1
+
+
+def test_tiles_the_model_did_not_answer_count_in_no_probability_figure():
+    # The 0.99 tile put 10 % of its probability on yes or no: its P(yes) is no answer.
+    summary = summary_of([0.99, 0.7, 0.2, 0.4], masses=[0.1, 0.8, 0.6, 0.49], top_k=5)
+    assert (summary.tiles_scored, summary.tiles_unanswered) == (4, 2)
+    assert summary.max_probability == 0.7 and summary.top_k == 2 and summary.top_k_mean == pytest.approx(0.45)
+    assert (summary.tiles_above_threshold, summary.area_fraction_above) == (1, 0.5)
+
+    silent = summary_of([0.9, 0.8], masses=[0.0, 0.2])
+    assert silent.tissue_found and silent.tiles_unanswered == 2
+    assert silent.max_probability is None and silent.top_k_mean is None and silent.area_fraction_above is None
 
 
 def test_summary_of_a_slide_without_tissue_says_so():
-    summary = summarise([], threshold=0.5, top_k=5)
+    summary = summary_of([])
     assert summary.tissue_found is False
     assert summary.tiles_scored == 0 and summary.max_probability is None and summary.top_k_mean is None
 
@@ -99,7 +116,22 @@ def test_heatmap_tints_scored_tiles_only_and_adds_a_legend_below():
     assert pixels[25, 75].tolist() == [255, 255, 255]  # between them: not scored, untouched
     assert pixels[0, 140].tolist() == [255, 255, 255]  # tile 2 is above the threshold: outlined in white
 
+    unanswered = heatmap.overlay(thumbnail, (2000, 1000), tiles, [0.0, 1.0], threshold=0.5, answered=[True, False])
+    grey = np.asarray(unanswered).astype(int)[25, 125]
+    assert max(grey) - min(grey) <= 2  # tile 2 did not answer: grey, off the colour scale
+    assert np.asarray(unanswered)[0, 140].tolist() != [255, 255, 255]  # and never outlined as positive
+
     framed = heatmap.with_legend(tinted, 0.5, "note")
     assert framed.size == (320, 100 + heatmap.LEGEND_HEIGHT)  # at least wide enough for the scale
     decoded = Image.open(io.BytesIO(heatmap.png(framed)))
     assert decoded.format == "PNG" and decoded.size == framed.size
+
+
+def test_saturation_is_skimages_hsv_saturation_without_the_float64_hsv_image():
+    from skimage.color import rgb2hsv
+
+    from healer.slides.tissue import _saturation
+
+    rgb = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    rgb[:4], rgb[4:8] = 0, 255  # black (max 0) and white rows
+    np.testing.assert_allclose(_saturation(rgb), rgb2hsv(rgb)[..., 1], atol=1e-6)

@@ -79,6 +79,23 @@ def test_sixteen_bit_images_are_rescaled_not_clipped(tile):
     assert decoded.getextrema()[0][0] < 250  # clipping would have made it all white
 
 
+@pytest.mark.parametrize("high", [65535, 255], ids=["full_16_bit_range", "values_within_8_bits"])
+def test_sixteen_bit_pixels_match_the_float64_rescale_exactly(high):
+    """Integer maths (no float64 copy of the image) gives every pixel the value the old float64
+    rescale gave: v / 257 truncated when any value passes 255, else v as is."""
+    import numpy as np
+
+    values = np.random.default_rng(7).integers(0, high + 1, (37, 53), dtype=np.uint16)
+    values[0, :4] = [0, 256, 257, high]  # the edges of each rounding step
+    as_float = values.astype(np.float64)
+    scaled = as_float / (257.0 if as_float.max(initial=0) > 255 else 1.0)
+    expected = np.clip(np.nan_to_num(scaled), 0, 255).astype(np.uint8)
+    decoded = np.asarray(decode_image(png_bytes(Image.fromarray(values)), max_pixels=10**8))
+    assert decoded.shape == (37, 53, 3)
+    for channel in range(3):
+        np.testing.assert_array_equal(decoded[..., channel], expected)
+
+
 def test_transparency_is_flattened_onto_white(tile):
     clear = Image.new("RGBA", (8, 8), (255, 0, 0, 0))
     assert decode_image(png_bytes(clear), max_pixels=100).getpixel((0, 0)) == (255, 255, 255)
@@ -179,14 +196,24 @@ def test_the_declared_content_type_is_not_trusted(client, tile):
     ("body", "content_type"),
     [(b'{"image_file": "aGVsbG8="}', "application/json"),
      (b"image_file=aGVsbG8%3D", "application/x-www-form-urlencoded"),
-     (b"\x89PNG\r\n\x1a\n" + b"\0" * 100, "image/png"),
-     (b"--x\r\nbroken multipart without an end", "multipart/form-data; boundary=x"),
-     (b"", "multipart/form-data")],
+     (b"\x89PNG\r\n\x1a\n" + b"\0" * 100, "image/png")],
 )
 def test_bodies_that_are_not_a_multipart_upload_get_422(fake_client, fake_engine, body, content_type):
     response = fake_client.post("/predict", content=body, headers={"Content-Type": content_type})
-    assert response.status_code in (400, 422), response.text
-    assert response.json()["error"] in ("invalid_request", "http_error")
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "invalid_request"
+    assert fake_engine.questions == []
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [(b"--x\r\nbroken multipart without an end", "multipart/form-data; boundary=x"),
+     (b"", "multipart/form-data")],
+)
+def test_a_multipart_body_that_cannot_be_parsed_gets_400(fake_client, fake_engine, body, content_type):
+    response = fake_client.post("/predict", content=body, headers={"Content-Type": content_type})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "http_error"
     assert fake_engine.questions == []
 
 

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from healer.errors import HealerError
-from healer.logs import request_id
+from healer.logs import request_id, without_job_ids
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def upload_too_large(setting: str) -> JSONResponse:
 
 
 async def _domain_error(request: Request, error: HealerError) -> JSONResponse:
-    log.info("rejected %s %s: %s", request.method, request.url.path, error.code)
+    log.info("rejected %s %s: %s", request.method, without_job_ids(request.url.path), error.code)
     return error_response(error.status, error.code, error.message, error.headers)
 
 

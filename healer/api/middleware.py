@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from healer.errors import HealerError
 from healer.api.handlers import BodyTooLarge, error_response, upload_too_large
-from healer.logs import request_id
+from healer.logs import request_id, without_job_ids
 from healer.metrics import observe_request
 
 _SANE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -70,13 +70,14 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:
-            log.exception("unexpected error on %s %s", scope["method"], scope["path"])
+            log.exception("unexpected error on %s %s", scope["method"], without_job_ids(scope["path"]))
             if status:
                 raise
             await error_response(500, HealerError.code, HealerError.message)(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - started
-            access_log.info("%s %s %d %.1f ms", scope["method"], scope["path"], status, seconds * 1000)
+            access_log.info("%s %s %d %.1f ms", scope["method"], without_job_ids(scope["path"]), status,
+                            seconds * 1000)
             observe_request(scope, status, seconds)
             request_id.reset(token)
 

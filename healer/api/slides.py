@@ -4,11 +4,12 @@ import asyncio
 from pathlib import Path, PurePath
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Path as PathParam, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Path as PathParam, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from healer.api.deps import ApiKey, Jobs, asked_question, error_responses
-from healer.errors import ResultsNotReady, SlideNotFound, TooLarge
+from healer.api.streamed_form import receive_file
+from healer.errors import ResultsNotReady, SlideNotFound
 from healer.screening.prompts import DISCLAIMER
 from healer.slides.jobs import FINISHED, Job, SlideJobs
 from healer.slides.plan import plan_slide
@@ -16,8 +17,19 @@ from healer.slides.schemas import SlideJob, SlideTile, SlideTiles
 from healer.slides.wsi import SUFFIXES
 
 router = APIRouter(prefix="/slides", tags=["slides"], dependencies=[ApiKey])
-COPY_CHUNK = 1024 * 1024
 JobId = Annotated[str, PathParam(pattern="^[0-9a-f]{32}$", description="The id POST /slides answered with")]
+
+
+# The form FastAPI would describe for File/Form parameters; the route reads the body itself.
+UPLOAD_FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "title": "Body_upload_slide_slides_post", "type": "object", "required": ["slide_file"],
+    "properties": {
+        "slide_file": {"type": "string", "contentMediaType": "application/octet-stream", "title": "Slide File",
+                       "description": "Aperio SVS, tiled TIFF, NDPI, SCN, BIF, Philips TIFF…"},
+        "question": {"anyOf": [{"type": "string"}, {"type": "null"}], "title": "Question",
+                     "description": "Asked of every tile; defaults to the colorectal-cancer question"},
+    },
+}}}}}
 
 
 @router.post(
@@ -26,43 +38,37 @@ JobId = Annotated[str, PathParam(pattern="^[0-9a-f]{32}$", description="The id P
     response_model=SlideJob,
     responses=error_responses(400, 401, 413, 415, 422, 503),
     summary="Upload a whole slide; it is scored tile by tile in the background",
+    openapi_extra=UPLOAD_FORM,
 )
-async def upload_slide(
-    request: Request,
-    response: Response,
-    jobs: Jobs,
-    slide_file: Annotated[UploadFile, File(description="Aperio SVS, tiled TIFF, NDPI, SCN, BIF, Philips TIFF…")],
-    question: Annotated[str | None, Form(description="Asked of every tile; defaults to the colorectal-cancer question")] = None,
-) -> SlideJob:
+async def upload_slide(request: Request, response: Response, jobs: Jobs) -> SlideJob:
     """202 with the job at once: tiles done / total and ETA by polling `GET /slides/{id}` or
-    the event stream. Limits: MAX_SLIDE_MB, MAX_SLIDE_TILES tissue tiles. A screening aid."""
+    the event stream. Limits: MAX_SLIDE_MB, MAX_SLIDE_TILES tissue tiles. A screening aid.
+
+    The queue place is taken before the body is read (a full queue answers 503 at once), the
+    slide streams straight into the job's directory, and a refused or failed upload leaves
+    nothing behind."""
     settings = request.app.state.settings
-    question = asked_question(question, settings.max_question_chars)
-    jobs.check_room()
-    job_id = jobs.store.new_job()
-    suffix = PurePath(slide_file.filename or "").suffix.lower()
-    path = jobs.store.slide_path(job_id, suffix if suffix in SUFFIXES else "")
-    try:
-        await asyncio.to_thread(_save, slide_file, path, settings.max_slide_bytes)
-        plan = await asyncio.to_thread(plan_slide, path, settings)
-        job = jobs.accept(job_id, path, question, plan)
-    except BaseException:
-        jobs.store.delete(job_id)
-        raise
+    with jobs.reserve():
+        job_id = jobs.store.new_job()
+        path = None
+
+        def place(filename: str) -> Path:
+            nonlocal path
+            suffix = PurePath(filename).suffix.lower()
+            path = jobs.store.slide_path(job_id, suffix if suffix in SUFFIXES else "")
+            return path
+
+        try:
+            fields = await receive_file(request, "slide_file", place, settings.max_slide_bytes,
+                                        "The slide is larger than this service accepts (see MAX_SLIDE_MB).")
+            question = asked_question(fields.get("question"), settings.max_question_chars)
+            plan = await plan_slide(path, settings)
+            job = jobs.accept(job_id, path, question, plan)
+        except BaseException:
+            jobs.store.delete(job_id)
+            raise
     response.headers["Location"] = _url(job)
     return _view(jobs, job)
-
-
-def _save(upload: UploadFile, path: Path, max_bytes: int) -> None:
-    """Copies the spooled upload to the job's file a megabyte at a time."""
-    written = 0
-    upload.file.seek(0)
-    with open(path, "wb") as out:
-        while chunk := upload.file.read(COPY_CHUNK):
-            written += len(chunk)
-            if written > max_bytes:
-                raise TooLarge("The slide is larger than this service accepts (see MAX_SLIDE_MB).")
-            out.write(chunk)
 
 
 @router.get("/{job_id}", response_model=SlideJob, responses=error_responses(401, 404, 422), summary="A slide job's state")

@@ -3,8 +3,9 @@
 The folder holds one sub-folder per class, as NCT-CRC-HE-100K and CRC-VAL-HE-7K do
 (ADI, BACK, DEB, LYM, MUC, MUS, NORM, STR, TUM). Named positive classes get label 1, named
 negative classes (by default every other class) label 0; any other class is skipped and reported,
-never silently dropped. Each tile is asked the service's question in answer-only mode, in batches,
-and gets the same yes/no/uncertain decision `/predict` would give it.
+never silently dropped. Each tile is asked the service's question in answer-only mode, in batches;
+once the threshold is known, each row gets the yes/no/uncertain decision `/predict` would give it
+at that threshold and MIN_ANSWER_MASS.
 """
 
 import csv
@@ -15,13 +16,14 @@ from pathlib import Path
 from tqdm import tqdm
 
 from healer.screening import answers
+from healer.screening.answers import Label
 from healer.model.engine import Engine, Query
 from healer.errors import HealerError
 from healer.screening.images import decode_image
 
 # The suffixes of the formats `decode_image` opens; anything else in a class folder is ignored.
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp", ".webp"}
-CSV_COLUMNS = ("path", "class", "label", "probability", "answer")
+CSV_COLUMNS = ("path", "class", "label", "probability", "answer_mass", "answer")
 
 
 class EvaluationError(Exception):
@@ -47,8 +49,14 @@ class LabelledFolder:
 @dataclass(frozen=True)
 class Scored:
     tile: Tile
-    probability: float  # P(yes)
-    answer: str  # yes / no / uncertain, by /predict's rule
+    probability: float  # P(yes) at the answer step, float64
+    answer_label: Label | None  # the answer step's yes/no; None when the model never answered
+    answer_mass: float  # P(yes) + P(no) at the answer step; 0 when there was none
+
+    def answer(self, threshold: float, min_answer_mass: float) -> str:
+        """yes / no / uncertain, by /predict's rule at this threshold."""
+        return answers.decide("", self.probability, self.answer_label, self.answer_mass,
+                              threshold=threshold, min_answer_mass=min_answer_mass).answer
 
 
 def class_images(root: Path) -> dict[str, list[Path]]:
@@ -128,13 +136,16 @@ def score_tiles(
                 queries.append(Query(image, question, explain=False))
             generations = engine.generate(queries) if queries else []
             for tile, generation in zip(readable, generations, strict=True):
-                scored.append(Scored(tile, generation.p_yes, answers.decide(generation.text, generation.p_yes, generation.first_token_label).answer))
+                scored.append(Scored(tile, generation.p_yes, generation.answer_label, generation.answer_mass))
             bar.update(len(batch))
     return scored, unreadable
 
 
-def write_csv(scored: Sequence[Scored], root: Path, path: Path) -> None:
-    """One row per tile; paths relative to the evaluated folder, probability at full precision."""
+def write_csv(
+    scored: Sequence[Scored], root: Path, path: Path, threshold: float, min_answer_mass: float,
+) -> None:
+    """One row per tile; paths relative to the evaluated folder, probability at full precision,
+    the answer as /predict would give it at `threshold`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as file:
         writer = csv.writer(file)
@@ -142,5 +153,5 @@ def write_csv(scored: Sequence[Scored], root: Path, path: Path) -> None:
         for row in scored:
             writer.writerow([
                 row.tile.path.relative_to(root).as_posix(), row.tile.cls, row.tile.label,
-                repr(row.probability), row.answer,
+                repr(row.probability), repr(row.answer_mass), row.answer(threshold, min_answer_mass),
             ])

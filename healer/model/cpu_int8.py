@@ -11,7 +11,7 @@ suits its shape, with no compiler and so no start-up compilation:
 - many rows (prefill): the int8 weight is widened to bf16 and multiplied with the bf16 matmul
   (AMX where the CPU has it); the per-row scale is applied to the product, which is smaller.
 
-The embedding and the output head share one int8 matrix, as the bf16 model ties them. The vision
+The embedding and the output head share one int8 matrix when the model ties them, as MedGemma does. The vision
 tower and the projector stay bf16: they run once per image, compute-bound, where int8 weights
 save no time.
 """
@@ -66,18 +66,22 @@ class Int8Linear(nn.Module):
 
 
 class Int8ScaledEmbedding(nn.Module):
-    """Gemma 3's scaled word embedding, reading its rows from the output head's int8 matrix."""
+    """Gemma 3's scaled word embedding over int8 rows: the output head's own when the model ties
+    them (MedGemma does), a table of its own otherwise."""
 
-    def __init__(self, head: Int8Linear, embed_scale: torch.Tensor, dtype: torch.dtype):
+    def __init__(self, table: Int8Linear, embed_scale: torch.Tensor, dtype: torch.dtype, shared: bool):
         super().__init__()
-        self.head = [head]  # a list: shared with lm_head, not a second registered copy
+        if shared:
+            self._shared = [table]  # a list: lm_head registers it, a second registration would copy it
+        else:
+            self.table = table
         self.register_buffer("embed_scale", embed_scale.to(dtype), persistent=False)
         self.dtype = dtype
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        head = self.head[0]
-        rows = nn.functional.embedding(input_ids, head.weight).to(self.dtype)
-        return rows * head.scales[input_ids].unsqueeze(-1) * self.embed_scale
+        table = self._shared[0] if hasattr(self, "_shared") else self.table
+        rows = nn.functional.embedding(input_ids, table.weight).to(self.dtype)
+        return rows * table.scales[input_ids].unsqueeze(-1) * self.embed_scale
 
 
 def to_cpu_int8(model: nn.Module) -> int:
@@ -105,8 +109,9 @@ def quantize_language_model(model: nn.Module) -> int:
             if isinstance(child, nn.Linear):
                 setattr(parent, name, Int8Linear.from_linear(child))
                 swapped += 1
-    embedding = text.embed_tokens
-    head = Int8Linear(*quantize_rows(embedding.weight.detach()))
-    model.lm_head = head
-    text.embed_tokens = Int8ScaledEmbedding(head, embedding.embed_scale, embedding.weight.dtype)
+    embedding, head = text.embed_tokens, model.lm_head
+    tied = head.weight.data_ptr() == embedding.weight.data_ptr()
+    model.lm_head = Int8Linear.from_linear(head)
+    table = model.lm_head if tied else Int8Linear(*quantize_rows(embedding.weight.detach()))
+    text.embed_tokens = Int8ScaledEmbedding(table, embedding.embed_scale, embedding.weight.dtype, shared=tied)
     return swapped + 1

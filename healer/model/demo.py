@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import torch
+from PIL import Image
 from transformers import (
     Gemma3Config,
     Gemma3ForConditionalGeneration,
@@ -68,6 +69,17 @@ IMAGE_TOKENS = {
 # Whole-word tokens, so that the yes/no look-up finds single tokens as it does in MedGemma.
 WORDS = ["Yes", "No", "yes", "no", "YES", "NO"]
 
+# Scripted openings (`opening=`): demo models that write the same words before (or instead of)
+# their answer on every image, to test that P(yes) is read where the answer word is generated.
+# Each token is in the vocabulary as one piece, as MedGemma's tokenizer has "**" and these words.
+OPENINGS: dict[str, tuple[list[str], list[str] | None]] = {
+    # name: (the tokens before the answer, the answer's yes and no tokens; None: no answer)
+    "bold": (["**"], ["Yes", "No"]),  # "**Yes." — answers at step 1
+    "phrase": (["Based", "▁on", "▁the", "▁image", ","], ["▁yes", "▁no"]),  # answers at step 5
+    "never": (["I", "▁cannot", "▁tell", "▁from", "▁this", "▁image", "."], None),  # never answers
+}
+OPENING_WORDS = sorted({token for tokens, _ in OPENINGS.values() for token in tokens if len(token) > 1})
+
 IMAGE_SIZE = 896
 PATCH_SIZE = 14
 IMAGE_TOKENS_PER_IMAGE = 256
@@ -87,19 +99,24 @@ def build_tokenizer() -> GemmaTokenizer:
     for char in ["▁", "\n"] + [chr(c) for c in range(33, 127)]:
         vocab.setdefault(char, len(vocab))
     merges: list[tuple[str, str]] = []
-    for word in WORDS + ["▁" + w for w in WORDS]:
+    for word in WORDS + ["▁" + w for w in WORDS] + OPENING_WORDS:
         for left, right in _merges_for(word):
             if (left, right) not in merges:
                 merges.append((left, right))
             vocab.setdefault(left + right, len(vocab))
-    return GemmaTokenizer(
+    # Saved as real Gemma tokenizers come: right padding and an automatic <bos>. The engine must
+    # set left padding and pass add_special_tokens=False itself; the tests fail if it does not.
+    tokenizer = GemmaTokenizer(
         vocab=vocab,
         merges=merges,
-        padding_side="left",
+        padding_side="right",
+        add_bos_token=True,
         additional_special_tokens=TURN_TOKENS + list(IMAGE_TOKENS.values()),
         extra_special_tokens=IMAGE_TOKENS,
         chat_template=CHAT_TEMPLATE,
     )
+    tokenizer.add_tokens(TURN_TOKENS, special_tokens=True)  # decoded text leaves them out, as Gemma's
+    return tokenizer
 
 
 def build_processor() -> Gemma3Processor:
@@ -143,7 +160,10 @@ MEDGEMMA_4B = {
 SIZES = {"tiny": TINY, "medgemma-4b": MEDGEMMA_4B}
 
 
-def build_model(tokenizer: GemmaTokenizer, size: dict = TINY, seed: int = 0) -> Gemma3ForConditionalGeneration:
+def build_model(
+    tokenizer: GemmaTokenizer, size: dict = TINY, seed: int = 0, opening: str | None = None,
+) -> Gemma3ForConditionalGeneration:
+    """A random model; with `opening` (a key of OPENINGS), one that writes that opening first."""
     torch.manual_seed(seed)
     ids = tokenizer.convert_tokens_to_ids
     text = Gemma3TextConfig(
@@ -163,6 +183,7 @@ def build_model(tokenizer: GemmaTokenizer, size: dict = TINY, seed: int = 0) -> 
         boi_token_index=ids(IMAGE_TOKENS["boi_token"]),
         eoi_token_index=ids(IMAGE_TOKENS["eoi_token"]),
         image_token_index=ids(IMAGE_TOKENS["image_token"]),
+        tie_word_embeddings=False,  # the demo's output layer is shaped apart from its input
     )
     # Built directly in bf16: at full size an fp32 build would need 17 GB.
     default_dtype = torch.get_default_dtype()
@@ -175,7 +196,10 @@ def build_model(tokenizer: GemmaTokenizer, size: dict = TINY, seed: int = 0) -> 
     with torch.no_grad():
         projection = model.model.multi_modal_projector.mm_input_projection_weight
         projection.normal_(0.0, 1.0 / projection.shape[0] ** 0.5)
-        _shape_output(model.get_input_embeddings().weight, tokenizer)
+        if opening is None:
+            _shape_output(model, tokenizer)
+        else:
+            _script(model, tokenizer, *OPENINGS[opening])
     model.generation_config = GenerationConfig(
         bos_token_id=ids("<bos>"),
         pad_token_id=ids("<pad>"),
@@ -184,26 +208,112 @@ def build_model(tokenizer: GemmaTokenizer, size: dict = TINY, seed: int = 0) -> 
     return model.eval()
 
 
-def _shape_output(embedding: torch.Tensor, tokenizer: GemmaTokenizer) -> None:
-    """Tilt the (tied) output embedding so the random model writes printable text that often
-    starts with a yes/no word and ends sentences: every branch of the answer path then runs.
-    The weights stay random; the answers stay meaningless."""
+def _damp_layers(model) -> None:
+    """Make the last position's hidden state mostly its own input embedding, with the prompt and
+    the image mixed in: Gemma 3's post-norms scale each layer's output by 1 + weight, and the
+    input embedding is scaled up. The output layer can then say what follows which token."""
+    for layer in model.model.language_model.layers:
+        layer.post_attention_layernorm.weight.fill_(-0.7)
+        layer.post_feedforward_layernorm.weight.fill_(-0.7)
+    model.get_input_embeddings().weight.mul_(10)
+
+
+def _follow(model, tokenizer, token: str, successor: str, logits: float) -> None:
+    """Raise `successor`'s logit by about `logits` wherever `token` is the last input."""
     ids = tokenizer.convert_tokens_to_ids
-    embedding[[ids(f"<0x{byte:02X}>") for byte in range(256)]] *= 0.02
-    embedding[[ids(word) for word in WORDS + ["▁" + w for w in WORDS]]] *= 1.6
-    embedding[[ids("."), ids("▁")]] *= 1.6
+    direction = model.get_input_embeddings().weight[ids(token)].float()
+    direction = direction / direction.norm()
+    output = model.get_output_embeddings().weight
+    scale = output.shape[1] ** 0.5  # the final norm leaves the hidden state at unit RMS
+    output[ids(successor)] += (logits / scale * direction).to(output.dtype)
 
 
-def write_demo_model(directory: Path, size: str = "tiny") -> Path:
-    """Write a random model (tiny, or MedGemma 4B's full size), its processor and a demo marker."""
+# The default demo's pull towards answering at once: about this many logits on every yes/no
+# variant after the prompt. It puts the answer mass around MIN_ANSWER_MASS (0.5), varying with
+# the image, so the service's tests see yes, no and uncertain answers.
+ANSWER_PULL = 4.0
+# How strongly the image decides between yes and no (see _answer_by_image).
+IMAGE_SWAY = 3.0
+EOSIN, HAEMATOXYLIN = (230, 150, 200), (110, 80, 170)  # the two reference images' colours
+
+
+def _shape_output(model, tokenizer) -> None:
+    """Tilt the output layer so the random model writes printable text that often ends sentences
+    and answers yes or no first, with the image deciding which: every branch of the answer path
+    then runs. The weights stay random; the answers stay meaningless."""
+    ids = tokenizer.convert_tokens_to_ids
+    output = model.get_output_embeddings().weight
+    answer_words = WORDS + ["▁" + w for w in WORDS]
+    output[[ids(f"<0x{byte:02X}>") for byte in range(256)]] *= 0.02
+    output[[ids("."), ids("▁")]] *= 1.6
+    _damp_layers(model)
+    for word in answer_words:
+        _follow(model, tokenizer, "\n", word, ANSWER_PULL)  # the prompt ends "<start_of_turn>model\n"
+        _follow(model, tokenizer, word, ".", 8.0)  # "Yes." then a (random) explanation
+    _follow(model, tokenizer, ".", "▁", 4.0)
+
+
+def _script(model, tokenizer, before: list[str], answer: list[str] | None) -> None:
+    """Make the model a chain: each token's successor is fixed, whatever the image, except the
+    choice between yes and no at the answer step (the yes token gets 1.2 logits more)."""
+    chain = ["\n", *before]
+    successors = {a: [b] for a, b in zip(chain, chain[1:])}
+    if answer is None:
+        successors[chain[-1]] = ["<end_of_turn>"]
+    else:
+        successors[chain[-1]] = answer
+        successors.update({word: ["."] for word in answer})
+        successors["."] = ["<end_of_turn>"]
+    _damp_layers(model)
+    for token, following in successors.items():
+        for rank, successor in enumerate(following):
+            _follow(model, tokenizer, token, successor, 12.0 + (1.2 if rank == 0 and len(following) == 2 else 0.0))
+
+
+@torch.no_grad()
+def _answer_by_image(model, processor) -> None:
+    """Let the image pick yes or no: the yes rows move along the direction from the hidden state
+    a plain haematoxylin-purple image leaves after the prompt to the one an eosin-pink image
+    leaves, the no rows against it, with what both share removed. Pinker tiles lean yes, more
+    purple ones no, by up to ~IMAGE_SWAY logits: meaningless, but the image decides."""
+    from healer.screening.prompts import DEFAULT_QUESTION, SYSTEM_PROMPT
+
+    messages = [
+        {"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]},
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": DEFAULT_QUESTION}]},
+    ]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    colours = [EOSIN, HAEMATOXYLIN]
+    inputs = processor(text=[text] * 2, images=[[Image.new("RGB", (64, 64), c)] for c in colours],
+                       add_special_tokens=False, return_tensors="pt")
+    inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
+    pink, purple = model.model(**inputs).last_hidden_state[:, -1].float()
+    middle = (pink + purple) / 2
+    direction = pink - purple
+    direction -= (direction @ middle) / (middle @ middle) * middle
+    sway = IMAGE_SWAY * direction / (direction @ pink)  # the pink image: +IMAGE_SWAY for yes
+    ids = processor.tokenizer.convert_tokens_to_ids
+    output = model.get_output_embeddings().weight
+    for word in WORDS:
+        sign = 0.5 if word.lower() == "yes" else -0.5
+        for token in (word, "▁" + word):
+            output[ids(token)] += (sign * sway).to(output.dtype)
+
+
+def write_demo_model(directory: Path, size: str = "tiny", opening: str | None = None) -> Path:
+    """Write a random model (tiny, or MedGemma 4B's full size), its processor and a demo marker.
+    `opening` (tiny only): a model that opens every answer the same way (OPENINGS)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     processor = build_processor()
     # Shards of at most 5 GB, as google/medgemma-4b-it ships them.
-    build_model(processor.tokenizer, SIZES[size]).save_pretrained(directory, max_shard_size="5GB")
+    model = build_model(processor.tokenizer, SIZES[size], opening=opening)
+    if size == "tiny" and opening is None:
+        _answer_by_image(model, processor)
+    model.save_pretrained(directory, max_shard_size="5GB")
     processor.save_pretrained(directory)
     marker = {
-        "id": DEMO_MODEL_ID if size == "tiny" else f"healer/random-{size}",
+        "id": (DEMO_MODEL_ID + (f"-{opening}" if opening else "")) if size == "tiny" else f"healer/random-{size}",
         "revision": None,
         "demo": True,
         "note": "random weights: answers are meaningless; for tests and demonstrations only",

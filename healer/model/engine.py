@@ -1,7 +1,8 @@
 """The interface between the HTTP layer and the model.
 
 An engine is loaded once, then answers batches of (image, question) queries with the model's
-raw output: the generated text and P(yes) from the first generated token. Turning that into
+raw output: the generated text, and P(yes) and the answer mass read at the answer step (the token
+where the model says yes or no; see `healer.screening.answers`). Turning that into
 yes / no / uncertain is `healer.screening.answers`' job, so every engine is judged by the same rule.
 
     Engine                      (this module: the interface and its value types)
@@ -27,8 +28,15 @@ class Query:
 @dataclass(frozen=True)
 class Generation:
     text: str  # the new tokens only, special tokens removed
-    p_yes: float  # P(yes) / (P(yes) + P(no)) over the first token's yes and no variants
-    first_token_label: Label | None  # the first generated token, when it is a yes or no variant
+    # P(yes) / (P(yes) + P(no)) over every yes and no variant at the answer step (at the first
+    # step when there is none): sigmoid of the log-odds, in float64 so that confident answers
+    # stay distinct up to a log-odds gap of ~36 instead of ~16.7 in float32.
+    p_yes: float
+    answer_label: Label | None  # the answer step's token; None when no answer step was found
+    # P(any yes variant) + P(any no variant) at the answer step under the full softmax: how much
+    # the model wanted to answer at all. 0.0 when no answer step came within ANSWER_WITHIN tokens.
+    answer_mass: float
+    answer_step: int | None  # 0-based index of the answer step among the generated tokens
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 

@@ -12,12 +12,14 @@ class FakeEngine(Engine):
         self,
         text: str = "Yes. Irregular glands with cribriform architecture invade the stroma.",
         p_yes: float = 0.93,
-        first_token_label: Label | None = "yes",
+        answer_label: Label | None = "yes",
+        answer_mass: float = 0.97,
         delay_s: float = 0.0,
     ):
         self.text = text
         self.p_yes = p_yes
-        self.first_token_label = first_token_label
+        self.answer_label = answer_label
+        self.answer_mass = answer_mass
         self.delay_s = delay_s
         self.info = ModelInfo("fake/engine", None, "cpu", "none", demo=True)
         self.questions: list[str] = []  # what it was asked (not the images: load tests stay small)
@@ -32,8 +34,10 @@ class FakeEngine(Engine):
                 Generation(
                     text=self.text if q.explain else "",
                     p_yes=self.p_yes,
-                    first_token_label=self.first_token_label,
-                    timings_ms={"model": self.delay_s * 1000},
+                    answer_label=self.answer_label,
+                    answer_mass=self.answer_mass,
+                    answer_step=0 if self.answer_label else None,
+                    timings_ms={"preprocess": 0.0, "model": self.delay_s * 1000},
                 )
                 for q in queries
             ]

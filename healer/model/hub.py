@@ -1,13 +1,16 @@
 """Fetching MedGemma from the Hugging Face Hub into a model directory (used by download.py).
 
-One pass: resolve the revision to a commit (model info), check the token and the disk, download
-only what the service loads at that commit, verify, then record the commit in healer-model.json.
+One pass: resolve the revision to a commit (model info, with each file's size and hash), check the
+token and the disk, download only what the service loads at that commit, verify every file's size
+and hash against the Hub's metadata (sha256 for LFS files such as the weight shards, the git blob
+sha1 otherwise) and that the processor loads, then record the commit in healer-model.json.
 A directory that is already complete for the same model (and pinned revision) is left alone.
 Every expected failure becomes a `DownloadError` whose message is one line saying what to do.
 The token is passed to the client in memory only: no `login()`, nothing written to disk.
 """
 
 import errno
+import hashlib
 import json
 import shutil
 from fnmatch import fnmatch
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import httpx2
 from huggingface_hub import HfApi, constants, snapshot_download
+from huggingface_hub.hf_api import RepoSibling
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
@@ -44,6 +48,7 @@ ALLOW_PATTERNS = [
 CONNECT_TIMEOUT_S = 10  # an unreachable Hub fails in seconds, not after the client's retries
 DISK_MARGIN = 1.05  # temporary files and metadata on top of the payload
 GIB = 1024**3
+HASH_CHUNK = 8 * 1024 * 1024
 
 
 class DownloadError(RuntimeError):
@@ -83,7 +88,7 @@ def download_model(
         )
     except (OSError, httpx2.HTTPError) as error:  # the Hub's errors are OSErrors too
         raise DownloadError(_explain(error, model_id, revision, token, endpoint, page, directory)) from error
-    _verify(directory)
+    _verify(directory, files)
     marker = {"id": model_id, "revision": info.sha, "demo": False}
     (directory / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
     return directory, True
@@ -108,16 +113,47 @@ def _check_disk(directory: Path, needed: int) -> None:
         )
 
 
-def _verify(directory: Path) -> None:
+def _verify(directory: Path, files: list[RepoSibling]) -> None:
     missing = missing_files(directory)
     if missing:
         raise DownloadError(f"the download in {directory} is incomplete (missing: {', '.join(missing)})")
+    for sibling in files:
+        _check_file(directory, sibling)
     from transformers import AutoProcessor  # heavy; only once the files are there
 
     try:
         AutoProcessor.from_pretrained(directory)
     except Exception as error:  # noqa: BLE001
         raise DownloadError(f"the processor in {directory} does not load: {_first_line(error)}") from error
+
+
+def _check_file(directory: Path, sibling: RepoSibling) -> None:
+    """The file's size and hash must be the Hub's; a corrupt file is removed so a rerun fetches it."""
+    path = directory / sibling.rfilename
+    expected_size = sibling.lfs.size if sibling.lfs else sibling.size
+    size = path.stat().st_size
+    if expected_size is not None and size != expected_size:
+        problem = f"{size} bytes where the Hub lists {expected_size}"
+    elif sibling.lfs:
+        digest = _hash(path, hashlib.sha256())
+        problem = None if digest == sibling.lfs.sha256 else (
+            f"sha256 {digest[:12]}… where the Hub lists {sibling.lfs.sha256[:12]}…")
+    elif sibling.blob_id:
+        digest = _hash(path, hashlib.sha1(b"blob %d\0" % size))  # git's blob id
+        problem = None if digest == sibling.blob_id else (
+            f"git blob {digest[:12]}… where the Hub lists {sibling.blob_id[:12]}…")
+    else:
+        problem = None
+    if problem:
+        path.unlink()
+        raise DownloadError(f"{sibling.rfilename} is corrupt ({problem}); removed it: run download.py again")
+
+
+def _hash(path: Path, digest) -> str:
+    with path.open("rb") as file:
+        while chunk := file.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _explain(error: Exception, model_id: str, revision: str | None, token: str | None,

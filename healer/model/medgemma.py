@@ -1,12 +1,15 @@
 """MedGemma (or any Gemma 3 image-text checkpoint) through transformers.
 
 Loaded once: AutoProcessor + AutoModelForImageTextToText, bfloat16, or 8-bit: bitsandbytes on CUDA,
-healer.model.cpu_int8 on the CPU. Each batch is one left-padded `generate` call (or one forward pass in answer-only mode):
-greedy, stopped per row at the end of the explanation's first sentence or at `max_new_tokens`.
-P(yes) comes from the first generated token's logits over every yes/no variant in the vocabulary.
+healer.model.cpu_int8 on the CPU. Each batch is one left-padded greedy `generate` call, stopped per
+row: a row that wants an explanation at the end of its first sentence after the answer (or at
+`max_new_tokens`), an answer-only row at its answer step (or after ANSWER_WITHIN tokens without
+one): a few decode steps. P(yes) and the answer mass come from the logits at the answer step
+(healer.screening.answers), over every yes/no variant in the vocabulary.
 """
 
 import contextlib
+import copy
 import ctypes
 import logging
 import os
@@ -68,19 +71,25 @@ def _release_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-class _FirstSentenceStop(StoppingCriteria):
-    """Stops each row once it holds its yes/no and one finished sentence (or at once if the
-    row only wants the answer); `generate` stops when every row has."""
+class _RowStop(StoppingCriteria):
+    """Stops each row once it has what it needs, so `generate` stops when every row has: an
+    explained row its answer and one finished sentence (or `max_new_tokens`), an answer-only row
+    its answer step (or ANSWER_WITHIN tokens without one)."""
 
-    def __init__(self, tokenizer, prompt_length: int, explain: list[bool]):
-        self.tokenizer = tokenizer
+    def __init__(self, engine: "MedGemmaEngine", prompt_length: int, explain: list[bool]):
+        self.engine = engine
         self.prompt_length = prompt_length
-        self.done = torch.tensor([not wanted for wanted in explain])
+        self.explain = explain
+        self.done = torch.zeros(len(explain), dtype=torch.bool)
 
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
         for row in torch.nonzero(~self.done).flatten().tolist():
-            text = self.tokenizer.decode(input_ids[row, self.prompt_length :], skip_special_tokens=True)
-            self.done[row] = answers.explanation_complete(text)
+            new = input_ids[row, self.prompt_length :].tolist()
+            if self.explain[row]:
+                text = self.engine.tokenizer.decode(new, skip_special_tokens=True)
+                self.done[row] = len(new) >= self.engine.max_new_tokens or answers.explanation_complete(text)
+            else:
+                self.done[row] = len(new) >= answers.ANSWER_WITHIN or self.engine.answer_step(new) is not None
         return self.done.clone().to(input_ids.device)
 
 
@@ -93,6 +102,9 @@ class MedGemmaEngine(Engine):
         self.max_new_tokens = max_new_tokens
         self.input_device = next(model.parameters()).device
         self.yes_ids, self.no_ids = self._yes_no_ids()
+        self._labels = {**dict.fromkeys(self.yes_ids, "yes"), **dict.fromkeys(self.no_ids, "no")}
+        eos = model.generation_config.eos_token_id
+        self._eos_ids = set(eos if isinstance(eos, list) else [eos])
         self.generation_config = GenerationConfig(
             do_sample=False,
             max_new_tokens=max_new_tokens,
@@ -120,7 +132,7 @@ class MedGemmaEngine(Engine):
             warnings.filterwarnings("ignore", message=".*inputs will be cast.*")
         started = time.perf_counter()
         processor = AutoProcessor.from_pretrained(settings.model_dir)
-        processor.tokenizer.padding_side = "left"  # right padding breaks batched first-token logits
+        processor.tokenizer.padding_side = "left"  # right padding breaks batched answer-step logits
         model = AutoModelForImageTextToText.from_pretrained(settings.model_dir, **kwargs).eval()
         if cpu_int8:
             to_cpu_int8(model)
@@ -146,8 +158,17 @@ class MedGemmaEngine(Engine):
             raise RuntimeError("the tokenizer has no single token for 'yes' or for 'no'")
         return sorted(labelled["yes"]), sorted(labelled["no"])
 
-    def _label_of(self, token_id: int):
-        return "yes" if token_id in self.yes_ids else "no" if token_id in self.no_ids else None
+    def answer_step(self, new_ids: Sequence[int]) -> int | None:
+        """The index of the answer step among a row's generated tokens, or None: the first of the
+        first ANSWER_WITHIN tokens that is a yes/no variant after text that may precede an answer."""
+        for step, token_id in enumerate(new_ids[: answers.ANSWER_WITHIN]):
+            if token_id in self._eos_ids:
+                return None  # the model ended its turn without answering
+            if token_id in self._labels:
+                prefix = self.tokenizer.decode(new_ids[:step], skip_special_tokens=True)
+                if answers.may_precede_answer(prefix):
+                    return step
+        return None
 
     def _inputs(self, queries: Sequence[Query]):
         prompts = [
@@ -172,33 +193,37 @@ class MedGemmaEngine(Engine):
         inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
         return inputs
 
-    def _p_yes(self, logits: torch.Tensor) -> torch.Tensor:
-        logits = logits.float()
-        yes = torch.logsumexp(logits[:, self.yes_ids], dim=-1)
-        no = torch.logsumexp(logits[:, self.no_ids], dim=-1)
-        return torch.sigmoid(yes - no)
+    def _read_answers(self, logits: torch.Tensor) -> tuple[list[float], list[float]]:
+        """P(yes) and the answer mass from each row's logits at its answer step. The log-odds are
+        taken in float32; the sigmoid in float64, where it saturates ~20 log-odds later."""
+        log_probs = logits.float().log_softmax(dim=-1)
+        yes = torch.logsumexp(log_probs[:, self.yes_ids], dim=-1)
+        no = torch.logsumexp(log_probs[:, self.no_ids], dim=-1)
+        p_yes = torch.sigmoid((yes - no).double())
+        mass = torch.logaddexp(yes, no).exp()
+        return p_yes.tolist(), mass.tolist()
 
     @torch.inference_mode()
     def generate(self, queries: Sequence[Query]) -> list[Generation]:
         started = time.perf_counter()
         inputs = self._inputs(queries)
         prepared = time.perf_counter()
-        if any(q.explain for q in queries):
-            prompt_length = inputs["input_ids"].shape[1]
-            stop = _FirstSentenceStop(self.tokenizer, prompt_length, [q.explain for q in queries])
-            out = self.model.generate(
-                **inputs,
-                generation_config=self.generation_config,
-                stopping_criteria=StoppingCriteriaList([stop]),
-            )
-            first_logits = out.logits[0]
-            new_tokens = out.sequences[:, prompt_length:]
-            texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        else:
-            first_logits = self.model(**inputs, logits_to_keep=1).logits[:, -1, :]
-            texts = [""] * len(queries)
-        first_ids = first_logits.argmax(dim=-1).tolist()
-        p_yes = self._p_yes(first_logits).tolist()
+        explain = [q.explain for q in queries]
+        prompt_length = inputs["input_ids"].shape[1]
+        longest = max(self.max_new_tokens if wanted else answers.ANSWER_WITHIN for wanted in explain)
+        config = copy.copy(self.generation_config)  # transformers warns on config + max_new_tokens
+        config.max_new_tokens = longest
+        out = self.model.generate(
+            **inputs,
+            generation_config=config,
+            stopping_criteria=StoppingCriteriaList([_RowStop(self, prompt_length, explain)]),
+        )
+        new_tokens = out.sequences[:, prompt_length:].tolist()
+        steps = [self.answer_step(row) for row in new_tokens]
+        # No answer step: P(yes) is read at the first step, and the mass reported is 0.
+        step_logits = torch.stack([out.logits[step or 0][row] for row, step in enumerate(steps)])
+        p_yes, mass = self._read_answers(step_logits)
+        texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         if self.input_device.type == "cpu":
             _release_freed_memory()
         timings = {
@@ -209,10 +234,12 @@ class MedGemmaEngine(Engine):
             Generation(
                 text=text.strip() if query.explain else "",
                 p_yes=probability,
-                first_token_label=self._label_of(first_id),
+                answer_label=None if step is None else self._labels[row[step]],
+                answer_mass=0.0 if step is None else share,
+                answer_step=step,
                 timings_ms=timings,
             )
-            for query, text, probability, first_id in zip(queries, texts, p_yes, first_ids)
+            for query, text, probability, share, step, row in zip(queries, texts, p_yes, mass, steps, new_tokens)
         ]
 
     def warmup(self) -> None:

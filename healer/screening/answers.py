@@ -1,15 +1,24 @@
 """From the model's raw output to a screening answer: pure functions, no model needed.
 
+Where the answer is: the **answer step**, the first of the first ANSWER_WITHIN generated tokens
+that is a yes/no variant ("Yes", "▁no", "YES"…) and whose preceding text may precede an answer
+(`may_precede_answer`): nothing but openers (whitespace, markdown `*` `_` `#` `>`, quotes,
+brackets, dashes, an optional "Answer:"), or, after those, one short lead-in clause closed by a
+comma or a colon ("Based on the image, yes"). A yes/no inside a running sentence ("I cannot say
+yes or no") is not an answer. The engine reads P(yes) and the answer mass at that step.
+
 The rule, so that `answer`, `probability` and the text always agree:
-1. The label is the text's leading word, after markdown and an optional "Answer:" ("**No** —").
-   In answer-only mode there is no text: the label is the first token's, when that token is a
-   yes/no variant ("Yes", " no", "YES"…).
-2. No label → "uncertain". A label the probability contradicts → "uncertain": "yes" needs
-   P(yes) ≥ THRESHOLD, "no" needs P(yes) ≤ THRESHOLD (0.5 by default; a lower one, chosen by
-   the evaluation command for a target sensitivity, turns more answers into "uncertain", which
-   means "refer for review", rather than into a confident "no"). Otherwise the label.
+1. The label is the text's answer word, found by the same rule ("**No** —", "In short, yes.").
+   In answer-only mode there is no text: the label is the answer step's token.
+2. → "uncertain" (refer for review) when there is no label, when the answer mass (P(yes) + P(no)
+   at the answer step; 0 when there was no answer step) is below MIN_ANSWER_MASS, or when the
+   probability contradicts the label: "yes" needs P(yes) ≥ THRESHOLD, "no" needs
+   P(yes) ≤ THRESHOLD (0.5 by default; a lower one, chosen by the evaluation command for a target
+   sensitivity, turns more answers into "uncertain" rather than into a confident "no").
+   Otherwise the label.
 3. The explanation is the first sentence after the yes/no word.
-`probability` is always P(yes) from the first token's logits, whatever the answer.
+`probability` is always P(yes) read at the answer step (at the first step when there was none),
+whatever the answer.
 """
 
 import re
@@ -19,8 +28,17 @@ from typing import Literal
 Label = Literal["yes", "no"]
 Answer = Literal["yes", "no", "uncertain"]
 
+# The answer word comes within this many generated tokens or not at all: enough for markdown,
+# "Answer:" or a short lead-in clause before it (the phrase demo model answers at its 6th), few
+# enough that answer-only mode stays a handful of decode steps, far cheaper than an explanation.
+ANSWER_WITHIN = 8
+
+_OPENERS = r"[\s*_#>\"'`(\[-]*(?:answer\s*[:：]\s*[\s*_\"'`]*)?"
+# One lead-in clause, closed by a comma or colon, within one sentence: "Based on the image, ".
+_LEAD_IN = r"(?:[^.!?\n]{1,60}?[,:：][\s*_\"'`]*)?"
+_ANSWER_PREFIX = re.compile(_OPENERS + _LEAD_IN, re.IGNORECASE)
 _LEADING_LABEL = re.compile(
-    r"^[\s*_#>\"'`(\[-]*(?:answer\s*[:：]\s*[\s*_\"'`]*)?(yes|no)\b[\s*_\"'`)\]]*[.,;:!—–-]*\s*",
+    r"^" + _OPENERS + _LEAD_IN + r"\b(yes|no)\b[\s*_\"'`)\]]*[.,;:!—–-]*\s*",
     re.IGNORECASE,
 )
 # A full stop, question or exclamation mark that ends a sentence: followed by a space, or at the
@@ -42,6 +60,11 @@ def token_label(token: str) -> Label | None:
     return word if word in ("yes", "no") else None  # type: ignore[return-value]
 
 
+def may_precede_answer(prefix: str) -> bool:
+    """True when a yes/no word right after `prefix` (the text generated before it) answers."""
+    return _ANSWER_PREFIX.fullmatch(prefix) is not None
+
+
 def split_answer(text: str) -> tuple[Label | None, str]:
     """The leading yes/no of a text, and what follows it."""
     match = _LEADING_LABEL.match(text)
@@ -61,14 +84,18 @@ def explanation_complete(text: str) -> bool:
     return first_sentence(split_answer(text)[1]) is not None
 
 
-def decide(text: str, p_yes: float, first_token_label: Label | None, threshold: float = 0.5) -> Verdict:
-    """The verdict on one model output: its text (empty in answer-only mode), P(yes) and the
-    first generated token's label."""
+def decide(
+    text: str, p_yes: float, answer_label: Label | None, answer_mass: float, *,
+    threshold: float, min_answer_mass: float,
+) -> Verdict:
+    """The verdict on one model output: its text (empty in answer-only mode), P(yes), the answer
+    step's label and how much probability the model put on answering yes or no there."""
     text = text.strip()
     parsed_label, rest = split_answer(text)
-    label = parsed_label if text else first_token_label
+    label = parsed_label if text else answer_label
     agrees = (label == "yes" and p_yes >= threshold) or (label == "no" and p_yes <= threshold)
-    answer: Answer = label if agrees else "uncertain"  # type: ignore[assignment]
+    answered = answer_mass >= min_answer_mass
+    answer: Answer = label if agrees and answered else "uncertain"  # type: ignore[assignment]
     explanation = first_sentence(rest) or rest
     prediction = text or answer.capitalize()
     return Verdict(answer, p_yes, explanation, prediction)

@@ -5,7 +5,9 @@ Requests wait in a bounded queue. One background task takes the oldest, gathers 
 `max_wait_ms`, and runs them as one batch on the model thread. The engine's left-padded batch
 gives each query the answer it would get alone (within numerical noise).
 
-- A full queue refuses at once (`Busy`, 503 with Retry-After) without touching the model.
+- A full queue refuses at once (`Busy`, 503 with Retry-After) without touching the model. A
+  request takes its place (`place()`) before its image is decoded, so a refusal costs nothing
+  and the images decoded at once are bounded by the queue.
 - A request that waits longer than its timeout is answered 504 (`TimedOut`); if it was still
   queued, its place is freed and the model never sees it.
 - `drain()` stops new work and waits for everything accepted to finish (graceful shutdown).
@@ -18,7 +20,8 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -70,24 +73,50 @@ class Batcher:
             max_workers=1, thread_name_prefix="model", initializer=_lower_model_thread_priority
         )
         self._in_flight = 0
+        self._placed = 0  # places taken by requests still decoding their image
         self._accepting = True
         self._seconds_per_batch = 1.0  # refined by every batch; drives Retry-After
         self._task = asyncio.get_running_loop().create_task(self._run(), name="batcher")
 
     @property
     def depth(self) -> int:
-        """Requests accepted and not yet answered: waiting plus in the running batch."""
-        return len(self._queue) + self._in_flight
+        """Requests accepted and not yet answered: decoding, waiting, in the running batch."""
+        return self._placed + len(self._queue) + self._in_flight
 
     def retry_after_s(self) -> int:
         batches_ahead = math.ceil((len(self._queue) + 1) / self.max_batch_size) + (self._in_flight > 0)
         return max(1, math.ceil(batches_ahead * self._seconds_per_batch))
 
-    async def submit(self, query: Query, timeout_s: float | None = None) -> Generation:
+    @asynccontextmanager
+    async def place(self) -> AsyncIterator[None]:
+        """A queue place held while the request prepares its query; `submit` inside the block
+        uses it. Busy (or NotReady) at once when there is none."""
+        self._check_room()
+        self._placed += 1
+        try:
+            yield
+        finally:
+            self._placed -= 1
+
+    def _check_room(self) -> None:
         if not self._accepting:
             raise NotReady("The service is shutting down. Retry on another instance.")
-        if len(self._queue) >= self.max_queue:
+        if self._placed + len(self._queue) >= self.max_queue:
             raise Busy(retry_after_s=self.retry_after_s())
+
+    async def submit(self, query: Query, timeout_s: float | None = None, placed: bool = False) -> Generation:
+        """`placed`: called inside `place()`, whose place this request now fills."""
+        if placed:
+            self._placed -= 1  # the place moves into the queue (and back when the block ends)
+        try:
+            if not placed:
+                self._check_room()
+            return await self._wait(query, timeout_s)
+        finally:
+            if placed:
+                self._placed += 1
+
+    async def _wait(self, query: Query, timeout_s: float | None) -> Generation:
         pending = _Pending(query, asyncio.get_running_loop().create_future())
         self._queue.append(pending)
         self._arrived.set()

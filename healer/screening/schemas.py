@@ -21,11 +21,18 @@ class Health(BaseModel):
 
 class Prediction(BaseModel):
     answer: Literal["yes", "no", "uncertain"] = Field(
-        description="yes/no when the text and the probability agree; uncertain otherwise"
+        description="yes/no when the text and the probability agree and the model put at least "
+        "min_answer_mass of its probability on answering; uncertain otherwise (refer for review)"
     )
     probability: float = Field(
-        ge=0, le=1, description="P(yes) from the first generated token, normalised over yes and no"
+        ge=0, le=1, description="P(yes), normalised over yes and no, where the model says yes or no "
+        "(the answer step; the first generated token when it never does)"
     )
+    answer_mass: float = Field(
+        ge=0, le=1, description="P(yes) + P(no) at the answer step: the share of the model's "
+        "probability on answering yes or no at all. 0 when no yes/no came within its first 8 tokens"
+    )
+    min_answer_mass: float = Field(description="The answer mass a yes or no needs (MIN_ANSWER_MASS)")
     explanation: str = Field(description="One sentence; empty in answer-only mode")
     prediction: str = Field(description="The model's text as one string, as the first API returned it")
     question: str

@@ -1,10 +1,14 @@
 """One screening request, from uploaded bytes to the JSON answer.
 
-`cache → decode → batch → decide`: identical requests are answered from memory; the image is
-decoded on the shared worker pool; the model runs batches on its own thread (healer.screening.batching),
-so the event loop stays free and the health check answers in milliseconds meanwhile.
+`cache → place → decode → batch → decide`: identical requests are answered from memory; the
+request takes its queue place before anything costly (a full queue refuses at once); the image
+is decoded on the shared worker pool, at most DECODE_WORKERS at a time, straight down to the
+model's input size, so a queued request holds only the small image; the model runs batches on
+its own thread (healer.screening.batching), so the event loop stays free and the health check
+answers in milliseconds meanwhile.
 """
 
+import asyncio
 import time
 
 from starlette.concurrency import run_in_threadpool
@@ -33,6 +37,7 @@ class ScreeningService:
         )
         metrics.QUEUE_DEPTH.set_function(lambda: self.batcher.depth)
         self.cache: LRUCache[Prediction] = LRUCache(settings.cache_size)
+        self._decoding = asyncio.Semaphore(settings.decode_workers)  # full-size images in memory at once
 
     def health(self) -> Health:
         return Health(status="ok", model=self.model_card, disclaimer=DISCLAIMER)
@@ -43,17 +48,22 @@ class ScreeningService:
         if cached := self.cache.get(key):
             metrics.CACHE_HITS.inc()
             return cached.model_copy(update={"cached": True, "timings_ms": {"total": _ms_since(started)}})
-        image = await run_in_threadpool(decode_image, data, self.settings.max_image_pixels)
-        decoded = time.perf_counter()
-        generation = await self.batcher.submit(
-            Query(image, question, explain), timeout_s=self.settings.request_timeout_s
-        )
+        async with self.batcher.place():
+            async with self._decoding:
+                image = await run_in_threadpool(decode_image, data, self.settings.max_image_pixels)
+            decoded = time.perf_counter()
+            generation = await self.batcher.submit(
+                Query(image, question, explain), timeout_s=self.settings.request_timeout_s, placed=True
+            )
         verdict = answers.decide(
-            generation.text, generation.p_yes, generation.first_token_label, self.settings.threshold
+            generation.text, generation.p_yes, generation.answer_label, generation.answer_mass,
+            threshold=self.settings.threshold, min_answer_mass=self.settings.min_answer_mass,
         )
         prediction = Prediction(
             answer=verdict.answer,
             probability=verdict.probability,
+            answer_mass=generation.answer_mass,
+            min_answer_mass=self.settings.min_answer_mass,
             explanation=verdict.explanation,
             prediction=verdict.prediction,
             question=question,

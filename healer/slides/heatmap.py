@@ -1,8 +1,9 @@
 """The tiles' P(yes) drawn over the slide's thumbnail, with a colour-scale legend.
 
 Colours follow viridis (dark violet at 0, yellow at 1), which reads in greyscale and for
-colour-blind readers; tiles at or above the threshold get a white outline. Tiles that were not
-scored (background) stay as the thumbnail shows them. Pillow and numpy only.
+colour-blind readers; tiles at or above the threshold get a white outline. Tiles the model did
+not answer (answer mass below MIN_ANSWER_MASS) are grey, off the scale: their P(yes) means
+nothing. Tiles that were not scored (background) stay as the thumbnail shows them.
 """
 
 import io
@@ -13,6 +14,7 @@ from PIL import Image, ImageDraw, ImageFont
 # viridis at 0, 0.25, 0.5, 0.75, 1
 _ANCHORS = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=float)
 OPACITY = 0.55
+UNANSWERED = (128, 128, 128)
 LEGEND_HEIGHT = 56
 
 
@@ -24,20 +26,25 @@ def colour(probability: float) -> tuple[int, int, int]:
     return tuple(int(round(c)) for c in rgb)
 
 
-def overlay(thumbnail: Image.Image, slide_size: tuple[int, int], tiles, probabilities, threshold: float) -> Image.Image:
-    """The thumbnail with each scored tile tinted by its P(yes); same size as the thumbnail."""
+def overlay(
+    thumbnail: Image.Image, slide_size: tuple[int, int], tiles, probabilities, threshold: float,
+    answered: list[bool] | None = None,
+) -> Image.Image:
+    """The thumbnail with each scored tile tinted by its P(yes), or grey where the model did not
+    answer (`answered` False); same size as the thumbnail."""
     scale_x, scale_y = thumbnail.width / slide_size[0], thumbnail.height / slide_size[1]
     tint = Image.new("RGBA", thumbnail.size, (0, 0, 0, 0))
     outlines = ImageDraw.Draw(tint)
     boxes = []
-    for tile, probability in zip(tiles, probabilities):
+    answered = answered if answered is not None else [True] * len(tiles)
+    for tile, probability, answer in zip(tiles, probabilities, answered, strict=True):
         box = (
             round(tile.x * scale_x), round(tile.y * scale_y),
             max(round(tile.x * scale_x), round((tile.x + tile.size) * scale_x) - 1),
             max(round(tile.y * scale_y), round((tile.y + tile.size) * scale_y) - 1),
         )
-        outlines.rectangle(box, fill=(*colour(probability), round(255 * OPACITY)))
-        if probability >= threshold:
+        outlines.rectangle(box, fill=(*(colour(probability) if answer else UNANSWERED), round(255 * OPACITY)))
+        if answer and probability >= threshold:
             boxes.append(box)
     for box in boxes:  # after the fills, so a neighbour's fill never hides an outline
         outlines.rectangle(box, outline=(255, 255, 255, 255), width=1)

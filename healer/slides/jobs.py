@@ -7,7 +7,8 @@
 Where a job's files live is `JobStore`'s business (healer.slides.store); who scores it is the
 runner's (healer.slides.runner). Between batches the job's progress changes and every
 event-stream listener is woken. A finished job's files are deleted SLIDE_RESULT_TTL_S after it
-finished. Nothing here logs pixels, file names or questions: only ids, counts and timings.
+finished. Nothing here logs pixels, file names or questions, nor job ids (the only key to a
+patient's results): only a short hash of the id (`job_tag`), counts and timings.
 """
 
 import asyncio
@@ -15,11 +16,13 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from healer.errors import Busy, HealerError, NotReady, SlideNotFound
+from healer.logs import job_tag
 from healer.screening.batching import Batcher
 from healer.screening.schemas import ModelCard
 from healer.settings import Settings
@@ -42,6 +45,7 @@ class Job:
     plan: Plan
     status: str = "queued"
     probabilities: list[float] = field(default_factory=list)
+    answer_masses: list[float] = field(default_factory=list)  # P(yes) + P(no) per tile, in step
     started: float | None = None
     finished: float | None = None  # monotonic, for the TTL
     error: str | None = None
@@ -60,6 +64,7 @@ class SlideJobs:
         self.runner = LocalRunner(batcher, settings, self.store, model.demo)
         self._jobs: dict[str, Job] = {}
         self._waiting: deque[Job] = deque()
+        self._reserved = 0  # uploads holding a queue place while their body streams in
         self._arrived = asyncio.Event()
         self._changed = asyncio.Condition()
         self._seconds_per_tile = 1.0  # refined by every batch; drives Retry-After
@@ -94,20 +99,29 @@ class SlideJobs:
 
     # --- accepting ----------------------------------------------------------------------
 
-    def check_room(self) -> None:
-        """Busy (503, Retry-After) when the queue is full, before an upload is stored."""
+    @contextmanager
+    def reserve(self) -> Iterator[None]:
+        """A queue place for one upload, taken before its body is read: Busy (503, Retry-After)
+        at once when the queue is full. `accept` inside the block fills the place."""
         if self._closed:
             raise NotReady("The service is shutting down. Retry on another instance.")
-        if len(self._waiting) >= self.settings.slide_queue:
+        if len(self._waiting) + self._reserved >= self.settings.slide_queue:
             raise Busy(retry_after_s=self._retry_after_s())
+        self._reserved += 1
+        try:
+            yield
+        finally:
+            self._reserved -= 1
 
     def accept(self, job_id: str, slide_path: Path, question: str, plan: Plan) -> Job:
-        self.check_room()
+        """Within `reserve()`: the place is the job's now."""
+        if self._closed:
+            raise NotReady("The service is shutting down. Retry on another instance.")
         job = Job(job_id, slide_path, question, plan)
         self._jobs[job_id] = job
         self._waiting.append(job)
         self._arrived.set()
-        log.info("slide job %s queued: %d tiles", job_id, len(plan.tiles))
+        log.info("slide %s queued: %d tiles", job_tag(job_id), len(plan.tiles))
         return job
 
     def get(self, job_id: str) -> Job:
@@ -179,7 +193,7 @@ class SlideJobs:
                 self._arrived.clear()
                 await self._arrived.wait()
             job = self._waiting.popleft()
-            job.task = asyncio.create_task(self._run(job), name=f"slide-{job.id}")
+            job.task = asyncio.create_task(self._run(job), name=f"slide-{job_tag(job.id)}")
             await asyncio.gather(job.task, return_exceptions=True)
 
     async def _run(self, job: Job) -> None:
@@ -193,9 +207,10 @@ class SlideJobs:
         try:
             await self.runner.score(job, scored_batch)
             await asyncio.to_thread(self.runner.write_results, job)
-            job.summary = summarise(job.probabilities, self.settings.slide_threshold, self.settings.slide_top_k)
+            job.summary = summarise(job.probabilities, job.answer_masses, self.settings.slide_threshold,
+                                    self.settings.slide_top_k, self.settings.min_answer_mass)
             self._finish(job, "done", None)
-            log.info("slide job %s done: %d tiles in %.1f s", job.id, len(job.probabilities),
+            log.info("slide %s done: %d tiles in %.1f s", job_tag(job.id), len(job.probabilities),
                      time.monotonic() - job.started)
         except asyncio.CancelledError:
             self._finish(job, "cancelled", "The service shut down while scoring." if self._closed else None)
@@ -204,7 +219,7 @@ class SlideJobs:
         except HealerError as error:
             self._finish(job, "failed", error.message)
         except Exception:
-            log.exception("slide job %s failed", job.id)
+            log.exception("slide %s failed", job_tag(job.id))
             self._finish(job, "failed", HealerError.message)
         finally:
             job.slide_path.unlink(missing_ok=True)
@@ -240,7 +255,7 @@ class SlideJobs:
         expiry = time.monotonic() - self.settings.slide_result_ttl_s
         for job in [j for j in self._jobs.values() if j.finished is not None and j.finished < expiry]:
             self._forget(job)
-            log.info("slide job %s expired: results deleted", job.id)
+            log.info("slide %s expired: results deleted", job_tag(job.id))
 
     def _forget(self, job: Job) -> None:
         self._jobs.pop(job.id, None)

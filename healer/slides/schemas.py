@@ -29,12 +29,16 @@ class SlideProgress(BaseModel):
 class SlideSummary(BaseModel):
     tissue_found: bool = Field(description="False when no tile held enough tissue: nothing was scored")
     tiles_scored: int
-    max_probability: float | None = Field(description="Highest tile P(yes)")
-    top_k: int = Field(description="k of the top-k mean (at most tiles_scored)")
-    top_k_mean: float | None = Field(description="Mean P(yes) of the k highest tiles")
+    tiles_unanswered: int = Field(
+        description="Tiles whose answer mass was below min_answer_mass: not counted in any P(yes) figure"
+    )
+    min_answer_mass: float = Field(description="MIN_ANSWER_MASS at scoring time")
+    max_probability: float | None = Field(description="Highest P(yes) of an answered tile")
+    top_k: int = Field(description="k of the top-k mean (at most the answered tiles)")
+    top_k_mean: float | None = Field(description="Mean P(yes) of the k highest answered tiles")
     threshold: float = Field(description="P(yes) at or above which a tile counts as positive (SLIDE_THRESHOLD)")
     tiles_above_threshold: int
-    area_fraction_above: float | None = Field(description="Positive tiles / scored tiles (tissue area)")
+    area_fraction_above: float | None = Field(description="Positive tiles / answered tiles (tissue area)")
 
 
 class SlideJob(BaseModel):
@@ -58,6 +62,10 @@ class SlideTile(BaseModel):
     size: int = Field(description="Side in level-0 pixels")
     tissue: float = Field(ge=0, le=1, description="Fraction of the tile that is tissue")
     probability: float = Field(ge=0, le=1, description="P(yes) for this tile")
+    answer_mass: float = Field(
+        ge=0, le=1, description="P(yes) + P(no) where the model answered: how much it wanted to answer "
+        "at all; below MIN_ANSWER_MASS this tile's probability is not an answer"
+    )
 
 
 class SlideTiles(BaseModel):

@@ -1,7 +1,7 @@
 """Where a slide job's files live: one directory per job under SLIDE_JOBS_DIR.
 
     <root>/<job id>/slide.<suffix>   the upload, deleted once scored
-                    tiles.json       every scored tile (position, size, tissue, P(yes))
+                    tiles.json       every scored tile (position, size, tissue, P(yes), answer mass)
                     overlay.png      the heatmap alone, the thumbnail's size
                     heatmap.png      the heatmap with its legend
 

@@ -7,7 +7,6 @@ and pinholes smaller than a fraction of the image.
 """
 
 import numpy as np
-from skimage.color import rgb2hsv
 from skimage.filters import threshold_otsu
 from skimage.morphology import remove_small_holes, remove_small_objects
 
@@ -17,7 +16,7 @@ SPECK_FRACTION = 0.0005  # components (and holes) smaller than this share of the
 
 def tissue_mask(rgb: np.ndarray) -> np.ndarray:
     """Boolean mask, True on tissue, for an (h, w, 3) uint8 image."""
-    saturation = rgb2hsv(rgb)[..., 1]
+    saturation = _saturation(rgb)
     if float(saturation.max(initial=0)) < MIN_SATURATION:
         return np.zeros(saturation.shape, dtype=bool)
     threshold = max(float(threshold_otsu(saturation)), MIN_SATURATION)
@@ -25,3 +24,11 @@ def tissue_mask(rgb: np.ndarray) -> np.ndarray:
     speck = max(16, int(SPECK_FRACTION * mask.size))
     mask = remove_small_objects(mask, max_size=speck)
     return remove_small_holes(mask, max_size=speck)
+
+
+def _saturation(rgb: np.ndarray) -> np.ndarray:
+    """HSV saturation, (max - min) / max, as skimage's rgb2hsv gives it, in float32 and without
+    the full HSV image: on a 2,048 px thumbnail that is ~40 MiB instead of ~300 MiB."""
+    high = rgb.max(axis=2).astype(np.float32)
+    low = rgb.min(axis=2).astype(np.float32)
+    return np.divide(high - low, high, out=np.zeros_like(high), where=high > 0)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Makes the base images the Dockerfile names, locally, because Docker Hub is unreachable here:
+# Makes local stand-ins for the base images the Dockerfile names (pinned by digest, passed to the
+# build as PYTHON_IMAGE / NODE_IMAGE), because Docker Hub is unreachable here:
 #   python:3.11-slim  a Debian bookworm minbase with python3 + pip (debootstrap), this host's CA
 #                     certificates trusted (pip in the build goes through this network's TLS proxy)
 #   node:20-slim      that image plus this host's Node.js (/usr/bin/node and npm), told to trust

@@ -6,19 +6,26 @@ The set-up, all local because Docker Hub, Hugging Face and PyTorch's index are u
   starts itself, with its data root in `.build/docker/` (kept between runs as the build cache)
   and no bridge or iptables changes (`--network=host` everywhere). It is stopped at the end,
   by its PID. `/usr/bin/docker` with BuildKit: the `docker` first on PATH has no buildx.
-- Base images: `python:3.11-slim` made with debootstrap and `node:20-slim` from this host's
-  Node.js (tests/container/base_images.sh), each made once and cached.
+- Base images: the Dockerfile pins its bases by digest, which cannot be pulled here; the build
+  args PYTHON_IMAGE and NODE_IMAGE name local stand-ins instead: `python:3.11-slim` made with
+  debootstrap and `node:20-slim` from this host's Node.js (tests/container/base_images.sh),
+  each made once and cached.
 - Weights: the tiny demo model, served by tests/fake_hub.py on the host as a *gated* repo.
   The Dockerfile is built unchanged: `HF_ENDPOINT` and `MODEL_ID` are build args, the token is
   a BuildKit secret read from an environment variable (as cloudbuild.yaml passes it), and
   `download.py` fetches the weights in the build as it would MedGemma.
-- torch: this machine's CPU wheel, served as a PEP 503 index on loopback (`TORCH_INDEX_URL`).
+- torch: the CPU wheel of torch 2.13.0 for CPython 3.11, found in /opt/wheels or .build/wheels,
+  or fetched there with `pip download` from this machine's configured index; served as a PEP 503
+  index on loopback (`TORCH_INDEX_URL`). Without it the module skips, saying why.
+- The build context is a copy of the working tree (git's tracked and untracked, not ignored,
+  files), so a second build can edit `healer/settings.py` and show the weights layer reused.
 
 Then the image runs; the test waits for `GET /`, posts a real H&E image, and checks that the
 token is in no layer (`docker save`), not in `docker history`, not in the image config, that
 the server is not root, and that the CPU image carries no CUDA.
 
-It skips only when it truly cannot run (not root, or no apt to install Docker), and says why.
+It skips only when it truly cannot run (not root, no apt to install Docker, no torch wheel), and
+says why.
 Build logs: .build/logs/. Cold: ~3-4 min (pip installs); warm: about a minute.
 """
 
@@ -52,7 +59,9 @@ DOCKER = "/usr/bin/docker"
 DOCKERD = "/usr/sbin/dockerd"
 IMAGE = "healer-smoke:test"
 MODEL_ID = "healer-test/tiny-gemma3"
-TORCH_WHEEL = Path("/opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl")
+TORCH_REQUIREMENT = "torch==2.13.0+cpu"
+TORCH_WHEEL_PATTERN = "torch-2.13.0+cpu-cp311-cp311-*linux*_x86_64.whl"
+LOCAL_BASES = {"PYTHON_IMAGE": "python:3.11-slim", "NODE_IMAGE": "node:20-slim"}  # base_images.sh
 TOKEN = f"hf_smoke{uuid.uuid4().hex}"
 
 
@@ -73,6 +82,40 @@ def _ensure_tools() -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
     subprocess.run(["apt-get", "install", "-y", "-qq", "docker.io", "debootstrap"], check=True, env=env)
+
+
+def _torch_wheel() -> Path:
+    """The CPU torch wheel the image's Python (3.11, x86-64) needs: found, fetched, or a loud skip."""
+    downloads = BUILD / "wheels"
+    for folder in (Path("/opt/wheels"), downloads):
+        found = sorted(folder.glob(TORCH_WHEEL_PATTERN))
+        if found:
+            return found[-1]
+    downloads.mkdir(parents=True, exist_ok=True)
+    fetch = subprocess.run(
+        [sys.executable, "-m", "pip", "download", TORCH_REQUIREMENT, "--no-deps", "--only-binary=:all:",
+         "--python-version", "3.11", "--implementation", "cp", "--platform", "manylinux_2_28_x86_64",
+         "--dest", str(downloads)],
+        capture_output=True, text=True, timeout=1800,
+    )
+    found = sorted(downloads.glob(TORCH_WHEEL_PATTERN))
+    if not found:
+        why = (fetch.stderr.strip().splitlines() or ["no output"])[-1]
+        _skip_loudly(f"no {TORCH_REQUIREMENT} wheel for CPython 3.11: none in /opt/wheels or {downloads}, "
+                     f"and `pip download {TORCH_REQUIREMENT}` from the configured index failed: {why}")
+    return found[-1]
+
+
+def _copy_context(destination: Path) -> Path:
+    """The working tree as git sees it (tracked and untracked, not ignored): the build context."""
+    listing = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                             cwd=ROOT, capture_output=True, check=True)
+    for name in filter(None, listing.stdout.decode().split("\0")):
+        source = ROOT / name
+        if source.is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
+    return destination
 
 
 def _free_port() -> int:
@@ -150,8 +193,10 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def image(docker_env, tmp_path_factory):
-    """Builds the Dockerfile with the demo model as a gated repo on a local fake Hub."""
+def build_inputs(docker_env, tmp_path_factory):
+    """Base images, the torch wheel index and the fake Hub (the demo model, gated), kept up for
+    every build of this module: the same build args each time, so the cache can be reused."""
+    wheel = _torch_wheel()
     base = subprocess.run(
         [str(ROOT / "tests/container/base_images.sh"), str(BUILD / "cache")],
         env={**docker_env, "DOCKER": DOCKER}, capture_output=True, text=True,
@@ -163,30 +208,44 @@ def image(docker_env, tmp_path_factory):
                    env={**os.environ, "MODEL_DIR": str(demo)}, capture_output=True)
     index = work / "wheels" / "simple" / "torch"
     index.mkdir(parents=True)
-    shutil.copy(TORCH_WHEEL, index)
-    (index / "index.html").write_text(f'<a href="{TORCH_WHEEL.name.replace("+", "%2B")}">'
-                                      f"{TORCH_WHEEL.name}</a>\n")
-    log_path = BUILD / "logs" / "build.log"
+    shutil.copy(wheel, index)
+    (index / "index.html").write_text(f'<a href="{wheel.name.replace("+", "%2B")}">{wheel.name}</a>\n')
     with FakeHub(demo, MODEL_ID, token=TOKEN) as hub, _serve_directory(work / "wheels") as wheels:
-        started = time.monotonic()
-        with open(log_path, "w") as log:
-            build = subprocess.run(
-                [DOCKER, "build", "--progress=plain", "--network=host",
-                 "--secret", "id=hf_token,env=HF_TOKEN_FOR_BUILD",
-                 "--build-arg", f"MODEL_ID={MODEL_ID}",
-                 "--build-arg", f"HF_ENDPOINT={hub.url}",
-                 "--build-arg", f"TORCH_INDEX_URL={wheels}/simple",
-                 "-t", IMAGE, "."],
-                cwd=ROOT, env={**docker_env, "HF_TOKEN_FOR_BUILD": TOKEN},
-                stdout=log, stderr=subprocess.STDOUT, timeout=1200,
-            )
-        seconds = time.monotonic() - started
-        downloads = hub.file_downloads()
+        build_args = {**LOCAL_BASES, "MODEL_ID": MODEL_ID, "HF_ENDPOINT": hub.url,
+                      "TORCH_INDEX_URL": f"{wheels}/simple"}
+        yield {"env": docker_env, "hub": hub, "build_args": build_args, "work": work}
+
+
+def _build(inputs, context: Path, tag: str, log_name: str) -> tuple[subprocess.CompletedProcess, float, str]:
+    log_path = BUILD / "logs" / log_name
+    args = [arg for name, value in inputs["build_args"].items() for arg in ("--build-arg", f"{name}={value}")]
+    started = time.monotonic()
+    with open(log_path, "w") as log:
+        build = subprocess.run(
+            [DOCKER, "build", "--progress=plain", "--network=host",
+             "--secret", "id=hf_token,env=HF_TOKEN_FOR_BUILD", *args, "-t", tag, "."],
+            cwd=context, env={**inputs["env"], "HF_TOKEN_FOR_BUILD": TOKEN},
+            stdout=log, stderr=subprocess.STDOUT, timeout=1200,
+        )
+    seconds = time.monotonic() - started
+    output = log_path.read_text()
     if build.returncode != 0:
-        pytest.fail(f"docker build failed ({seconds:.0f} s):\n{log_path.read_text()[-6000:]}")
-    size = int(_docker(docker_env, "image", "inspect", "-f", "{{.Size}}", IMAGE).stdout)
-    print(f"\nbuilt {IMAGE} in {seconds:.0f} s, {size / 1e9:.2f} GB; log {log_path}", file=sys.stderr)
-    return {"env": docker_env, "downloads": downloads, "size": size}
+        pytest.fail(f"docker build failed ({seconds:.0f} s):\n{output[-6000:]}")
+    return build, seconds, output
+
+
+@pytest.fixture(scope="module")
+def image(build_inputs):
+    """Builds the Dockerfile with the demo model as a gated repo on a local fake Hub."""
+    hub = build_inputs["hub"]
+    context = _copy_context(build_inputs["work"] / "context")
+    hub.requests.clear()
+    _, seconds, _ = _build(build_inputs, context, IMAGE, "build.log")
+    downloads = hub.file_downloads()
+    env = build_inputs["env"]
+    size = int(_docker(env, "image", "inspect", "-f", "{{.Size}}", IMAGE).stdout)
+    print(f"\nbuilt {IMAGE} in {seconds:.0f} s, {size / 1e9:.2f} GB", file=sys.stderr)
+    return {"env": env, "downloads": downloads, "size": size, "context": context}
 
 
 @pytest.fixture(scope="module")
@@ -296,6 +355,32 @@ def test_the_cpu_image_carries_no_cuda(image):
     version, packages = check.stdout.splitlines()[-2:]
     assert version.endswith("+cpu")
     assert "nvidia" not in packages.lower()
+
+
+def _layers(env, tag: str) -> list[str]:
+    return json.loads(_docker(env, "image", "inspect", "-f", "{{json .RootFS.Layers}}", tag).stdout)
+
+
+def test_editing_a_setting_reuses_the_cached_weights_layer(image, build_inputs, tmp_path):
+    """A change to healer/settings.py rebuilds the code layer only: no second 8.6 GB download."""
+    context = tmp_path / "context"
+    shutil.copytree(image["context"], context)
+    settings = context / "healer" / "settings.py"
+    settings.write_text(settings.read_text() + "\n# an edited setting\n")
+    hub = build_inputs["hub"]
+    hub.requests.clear()
+    edited = "healer-smoke:edited-settings"
+    _, seconds, log = _build(build_inputs, context, edited, "build-edited-settings.log")
+    print(f"\nrebuilt after editing settings.py in {seconds:.0f} s", file=sys.stderr)
+    assert hub.requests == []  # the Hub was not asked for anything, let alone the weights
+    step = next(line.split()[0] for line in log.splitlines()
+                if "[weights" in line and "python download.py" in line)
+    assert f"{step} CACHED" in log, f"the download step {step} ran again"
+    before, after = _layers(build_inputs["env"], IMAGE), _layers(build_inputs["env"], edited)
+    assert len(before) == len(after)
+    assert after[:-1] == before[:-1]  # OS, dependencies, the weights, the page, main.py: the same
+    assert after[-1] != before[-1]  # healer/ itself
+    _docker(build_inputs["env"], "rmi", edited)
 
 
 def test_runtime_is_offline_and_the_page_is_served_only_when_built(container):

@@ -53,6 +53,10 @@ export interface paths {
          * Upload a whole slide; it is scored tile by tile in the background
          * @description 202 with the job at once: tiles done / total and ETA by polling `GET /slides/{id}` or
          *     the event stream. Limits: MAX_SLIDE_MB, MAX_SLIDE_TILES tissue tiles. A screening aid.
+         *
+         *     The queue place is taken before the body is read (a full queue answers 503 at once), the
+         *     slide streams straight into the job's directory, and a refused or failed upload leaves
+         *     nothing behind.
          */
         post: operations["upload_slide_slides_post"];
         delete?: never;
@@ -168,19 +172,6 @@ export interface components {
              */
             explain: boolean;
         };
-        /** Body_upload_slide_slides_post */
-        Body_upload_slide_slides_post: {
-            /**
-             * Slide File
-             * @description Aperio SVS, tiled TIFF, NDPI, SCN, BIF, Philips TIFF…
-             */
-            slide_file: string;
-            /**
-             * Question
-             * @description Asked of every tile; defaults to the colorectal-cancer question
-             */
-            question?: string | null;
-        };
         /** ErrorBody */
         ErrorBody: {
             /**
@@ -240,15 +231,25 @@ export interface components {
         Prediction: {
             /**
              * Answer
-             * @description yes/no when the text and the probability agree; uncertain otherwise
+             * @description yes/no when the text and the probability agree and the model put at least min_answer_mass of its probability on answering; uncertain otherwise (refer for review)
              * @enum {string}
              */
             answer: "yes" | "no" | "uncertain";
             /**
              * Probability
-             * @description P(yes) from the first generated token, normalised over yes and no
+             * @description P(yes), normalised over yes and no, where the model says yes or no (the answer step; the first generated token when it never does)
              */
             probability: number;
+            /**
+             * Answer Mass
+             * @description P(yes) + P(no) at the answer step: the share of the model's probability on answering yes or no at all. 0 when no yes/no came within its first 8 tokens
+             */
+            answer_mass: number;
+            /**
+             * Min Answer Mass
+             * @description The answer mass a yes or no needs (MIN_ANSWER_MASS)
+             */
+            min_answer_mass: number;
             /**
              * Explanation
              * @description One sentence; empty in answer-only mode
@@ -394,18 +395,28 @@ export interface components {
             /** Tiles Scored */
             tiles_scored: number;
             /**
+             * Tiles Unanswered
+             * @description Tiles whose answer mass was below min_answer_mass: not counted in any P(yes) figure
+             */
+            tiles_unanswered: number;
+            /**
+             * Min Answer Mass
+             * @description MIN_ANSWER_MASS at scoring time
+             */
+            min_answer_mass: number;
+            /**
              * Max Probability
-             * @description Highest tile P(yes)
+             * @description Highest P(yes) of an answered tile
              */
             max_probability: number | null;
             /**
              * Top K
-             * @description k of the top-k mean (at most tiles_scored)
+             * @description k of the top-k mean (at most the answered tiles)
              */
             top_k: number;
             /**
              * Top K Mean
-             * @description Mean P(yes) of the k highest tiles
+             * @description Mean P(yes) of the k highest answered tiles
              */
             top_k_mean: number | null;
             /**
@@ -417,7 +428,7 @@ export interface components {
             tiles_above_threshold: number;
             /**
              * Area Fraction Above
-             * @description Positive tiles / scored tiles (tissue area)
+             * @description Positive tiles / answered tiles (tissue area)
              */
             area_fraction_above: number | null;
         };
@@ -448,6 +459,11 @@ export interface components {
              * @description P(yes) for this tile
              */
             probability: number;
+            /**
+             * Answer Mass
+             * @description P(yes) + P(no) where the model answered: how much it wanted to answer at all; below MIN_ANSWER_MASS this tile's probability is not an answer
+             */
+            answer_mass: number;
         };
         /** SlideTiles */
         SlideTiles: {
@@ -604,7 +620,18 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "multipart/form-data": components["schemas"]["Body_upload_slide_slides_post"];
+                "multipart/form-data": {
+                    /**
+                     * Slide File
+                     * @description Aperio SVS, tiled TIFF, NDPI, SCN, BIF, Philips TIFF…
+                     */
+                    slide_file: string;
+                    /**
+                     * Question
+                     * @description Asked of every tile; defaults to the colorectal-cancer question
+                     */
+                    question?: string | null;
+                };
             };
         };
         responses: {

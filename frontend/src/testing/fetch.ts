@@ -13,6 +13,8 @@ export function prediction(overrides: Partial<Prediction> = {}): Prediction {
   return {
     answer: "yes",
     probability: 0.87,
+    answer_mass: 0.96,
+    min_answer_mass: 0.5,
     explanation: "Irregular glands with nuclear atypia.",
     prediction: "Yes. Irregular glands with nuclear atypia.",
     question: "Is colorectal cancer present?",

@@ -25,4 +25,24 @@ describe("ResultCard", () => {
     const result = explanationOf(true, "Irregular glands with nuclear atypia.");
     expect(within(result).getByText("Irregular glands with nuclear atypia.")).toBeVisible();
   });
+
+  it("shows how much of its probability the model put on answering", () => {
+    render(<ResultCard prediction={prediction({ answer: "yes", answer_mass: 0.96 })} fileName="t.png" explainAsked />);
+    const result = screen.getByRole("region", { name: /answer/i });
+    expect(within(result).getByText(/put 96 % of its probability on answering yes or no/)).toBeVisible();
+    expect(within(result).queryByText(/refer for review/)).not.toBeInTheDocument();
+  });
+
+  it("explains an uncertain answer that comes from too little probability on answering", () => {
+    const low = prediction({ answer: "uncertain", probability: 0.97, answer_mass: 0.12, min_answer_mass: 0.5 });
+    render(<ResultCard prediction={low} fileName="t.png" explainAsked />);
+    const result = screen.getByRole("region", { name: /answer/i });
+    expect(within(result).getByText(/put 12 % of its probability on answering/)).toBeVisible();
+    expect(within(result).getByText(/needs at least 50 %, so the probability above is not an answer/)).toBeVisible();
+  });
+
+  it("says so when the model never said yes or no", () => {
+    render(<ResultCard prediction={prediction({ answer: "uncertain", answer_mass: 0 })} fileName="t.png" explainAsked />);
+    expect(screen.getByText(/did not say yes or no within its first words/)).toBeVisible();
+  });
 });

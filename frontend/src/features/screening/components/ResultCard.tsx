@@ -40,6 +40,23 @@ export function ProbabilityBar({ probability }: { probability: number }) {
   );
 }
 
+/** How much of its probability the model put on answering yes or no at all, and why a low share
+ * makes the answer "uncertain" whatever the yes/no ratio says. */
+export function AnswerMass({ mass, minimum, answer }: { mass: number; minimum: number; answer: Prediction["answer"] }) {
+  const percent = Math.round(mass * 100);
+  const tooLittle = mass < minimum;
+  return (
+    <p className="answer-mass small">
+      {mass === 0
+        ? "The model did not say yes or no within its first words."
+        : `The model put ${percent} % of its probability on answering yes or no at all.`}
+      {tooLittle && answer === "uncertain"
+        ? ` A yes or no needs at least ${Math.round(minimum * 100)} %, so the probability above is not an answer: refer for review.`
+        : ""}
+    </p>
+  );
+}
+
 type Props = {
   prediction: Prediction;
   fileName: string;
@@ -59,6 +76,7 @@ export const ResultCard = forwardRef<HTMLElement, Props>(function ResultCard({ p
         <span className="result-hint">{ANSWER_HINT[answer]}</span>
       </h2>
       <ProbabilityBar probability={prediction.probability} />
+      <AnswerMass mass={prediction.answer_mass} minimum={prediction.min_answer_mass} answer={answer} />
       <h3 className="subhead">Explanation</h3>
       <p className="explanation">
         {prediction.explanation || (

@@ -31,7 +31,7 @@ const doneJob = () =>
     status: "done",
     progress: { tiles_done: 3, tiles_total: 3, elapsed_s: 6, eta_s: null, queue_position: null },
     summary: {
-      tissue_found: true, tiles_scored: 3, max_probability: 0.91, top_k: 3, top_k_mean: 0.6,
+      tissue_found: true, tiles_scored: 3, tiles_unanswered: 0, min_answer_mass: 0.5, max_probability: 0.91, top_k: 3, top_k_mean: 0.6,
       threshold: 0.5, tiles_above_threshold: 2, area_fraction_above: 2 / 3,
     },
     heatmap_url: "/slides/job1/heatmap.png",
@@ -42,9 +42,9 @@ const doneJob = () =>
 const tiles = (): SlideTiles => ({
   id: "job1", width: 2000, height: 1000, threshold: 0.5, disclaimer: "Screening aid only.",
   tiles: [
-    { x: 0, y: 0, size: 500, tissue: 1, probability: 0.91 },
-    { x: 500, y: 0, size: 500, tissue: 0.8, probability: 0.6 },
-    { x: 500, y: 500, size: 500, tissue: 0.6, probability: 0.29 },
+    { x: 0, y: 0, size: 500, tissue: 1, probability: 0.91, answer_mass: 0.9 },
+    { x: 500, y: 0, size: 500, tissue: 0.8, probability: 0.6, answer_mass: 0.9 },
+    { x: 500, y: 500, size: 500, tissue: 0.6, probability: 0.29, answer_mass: 0.9 },
   ],
 });
 
@@ -175,6 +175,27 @@ describe("SlidePage", () => {
     await pickAndSubmit(user);
     act(() => Xhr.sent[0]!.respond(202, empty));
     expect(await screen.findByRole("note", { name: "No tissue" })).toHaveTextContent("No tissue found on this slide");
+  });
+
+  it("counts tiles the model did not answer apart and says so for each of them", async () => {
+    const Xhr = fakeXhr();
+    const partial = doneJob();
+    partial.summary = { ...partial.summary!, tiles_unanswered: 1, max_probability: 0.6, top_k: 2, tiles_above_threshold: 1, area_fraction_above: 0.5 };
+    const silentFirst = tiles();
+    silentFirst.tiles[0] = { ...silentFirst.tiles[0]!, answer_mass: 0.12 };
+    slideService([], { "GET /slides/job1/tiles": () => json(200, silentFirst) });
+    const user = userEvent.setup();
+    render(<SlidePage pollMs={5} />);
+    await pickAndSubmit(user);
+    act(() => Xhr.sent[0]!.respond(202, partial));
+    const summary = await screen.findByLabelText("Slide summary");
+    expect(summary).toHaveTextContent("1 of 2 (50% of tissue)");
+    expect(summary).toHaveTextContent("Tiles without an answer1 of 3: the model did not say yes or no");
+    const image = screen.getByRole("img", { name: /heatmap of p\(yes\) per tile/i });
+    image.getBoundingClientRect = () => ({ left: 0, top: 0, width: 400, height: 200, right: 400, bottom: 200, x: 0, y: 0, toJSON: () => ({}) });
+    fireEvent.mouseMove(image, { clientX: 10, clientY: 10 }); // the first tile: it did not answer
+    expect(screen.getByRole("status", { name: "Tile" })).toHaveTextContent("no answer (only 12% of the model's probability on yes or no)");
+    expect(screen.getByRole("status", { name: "Tile" })).not.toHaveTextContent("P(yes)");
   });
 
   it("shows a job that failed on the service with its reason", async () => {

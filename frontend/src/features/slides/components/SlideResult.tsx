@@ -7,6 +7,13 @@ type Props = { job: SlideJob; tiles: SlideTiles; fileName: string };
 
 const percent = (value: number | null | undefined) => (value === null || value === undefined ? "—" : value.toFixed(2));
 
+function tileAnswer(tile: Tile, minAnswerMass: number): string {
+  if (tile.answer_mass < minAnswerMass) {
+    return `no answer (only ${Math.round(tile.answer_mass * 100)}% of the model's probability on yes or no)`;
+  }
+  return `P(yes) ${tile.probability.toFixed(2)}`;
+}
+
 /** The heatmap over the thumbnail (hover or click a tile for its P(yes)), the summary, the threshold. */
 export const SlideResult = forwardRef<HTMLElement, Props>(function SlideResult({ job, tiles, fileName }, ref) {
   const [hovered, setHovered] = useState<Tile | null>(null);
@@ -15,6 +22,7 @@ export const SlideResult = forwardRef<HTMLElement, Props>(function SlideResult({
   const size = job.slide.tile_size;
   const grid = useMemo(() => new Map(tiles.tiles.map((tile) => [`${tile.x / size},${tile.y / size}`, tile])), [tiles, size]);
   const shown = hovered ?? picked;
+  const answered = summary.tiles_scored - summary.tiles_unanswered;
 
   function tileAt(event: MouseEvent<HTMLImageElement>): Tile | null {
     const box = event.currentTarget.getBoundingClientRect(); // the image as drawn: positions scale to the slide
@@ -38,8 +46,17 @@ export const SlideResult = forwardRef<HTMLElement, Props>(function SlideResult({
           <dd>{percent(summary.top_k_mean)}</dd>
           <dt>Tiles at or above {summary.threshold}</dt>
           <dd>
-            {summary.tiles_above_threshold} of {summary.tiles_scored} ({Math.round((summary.area_fraction_above ?? 0) * 100)}% of tissue)
+            {summary.tiles_above_threshold} of {answered} ({Math.round((summary.area_fraction_above ?? 0) * 100)}% of tissue)
           </dd>
+          {summary.tiles_unanswered > 0 && (
+            <>
+              <dt>Tiles without an answer</dt>
+              <dd>
+                {summary.tiles_unanswered} of {summary.tiles_scored}: the model did not say yes or no (grey on the
+                heatmap, counted in no figure above). Review them yourself.
+              </dd>
+            </>
+          )}
           <dt>Threshold</dt>
           <dd>P(yes) ≥ {summary.threshold}</dd>
         </dl>
@@ -76,11 +93,11 @@ export const SlideResult = forwardRef<HTMLElement, Props>(function SlideResult({
           <span className="legend-threshold" style={{ left: `${summary.threshold * 100}%` }} />
         </span>
         <span>1</span>
-        <span className="muted small">P(yes) per tile · white outline: at or above {summary.threshold}</span>
+        <span className="muted small">P(yes) per tile · white outline: at or above {summary.threshold} · grey: no answer</span>
       </div>
       <p role="status" aria-label="Tile" className="tile-readout">
         {shown
-          ? `Tile at x ${shown.x}, y ${shown.y} (level-0 px, ${shown.size} px square): P(yes) ${shown.probability.toFixed(2)}, ${Math.round(shown.tissue * 100)}% tissue`
+          ? `Tile at x ${shown.x}, y ${shown.y} (level-0 px, ${shown.size} px square): ${tileAnswer(shown, summary.min_answer_mass)}, ${Math.round(shown.tissue * 100)}% tissue`
           : "Point at or click a tile to see its probability."}
       </p>
       <dl className="facts">
