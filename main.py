@@ -11,16 +11,20 @@ import sys
 import uvicorn
 
 from healer.api.app import create_app
-from healer.model.model_dir import ModelDirError, check_model_dir
+from healer.model.adapter import AdapterError, check_adapter
+from healer.model.model_dir import ModelDirError, check_model_dir, read_source
 from healer.settings import Settings
 
 app = create_app()
 
 if __name__ == "__main__":
     settings = Settings()
-    try:  # the common mistake, caught before uvicorn starts: one line, no traceback
+    try:  # the common mistakes, caught before uvicorn starts: one line, no traceback
         check_model_dir(settings.model_dir)
-    except ModelDirError as error:
+        if settings.adapter_dir:
+            check_adapter(settings.adapter_dir, read_source(settings.model_dir, settings.model_id,
+                                                            settings.model_revision))
+    except (ModelDirError, AdapterError) as error:
         logging.getLogger("healer").critical("cannot start: %s", error)
         sys.exit(2)
     # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal once its own

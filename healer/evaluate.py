@@ -17,31 +17,23 @@ import argparse
 import json
 import math
 import sys
+from dataclasses import asdict
 from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from healer.evaluation import metrics as roc
+from healer.evaluation.options import add_class_options, fraction, positive_int
 from healer.evaluation.folder import EvaluationError, LabelledFolder, label_folder, score_tiles, write_csv
 from healer.logs import setup_logging
+from healer.model.adapter import AdapterError
 from healer.model.model_dir import ModelDirError
 from healer.screening.prompts import DEFAULT_QUESTION, DEMO_WARNING
 from healer.evaluation.plot import draw_roc
 from healer.settings import Settings
 
 THRESHOLD_DECIMALS = 4
-
-
-def _class_list(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError("must be in (0, 1]")
-    return value
 
 
 def _threshold(text: str) -> float:
@@ -58,13 +50,6 @@ def _non_negative(text: str) -> int:
     return value
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m healer.evaluate",
@@ -72,22 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
         "on a folder with one sub-folder of tiles per class.",
     )
     parser.add_argument("folder", type=Path, help="one sub-folder per class, e.g. CRC-VAL-HE-7K/")
-    parser.add_argument("--positive", type=_class_list, default=["TUM"], metavar="CLASSES",
-                        help="comma-separated positive classes (default: TUM)")
-    parser.add_argument("--negative", type=_class_list, default=None, metavar="CLASSES",
-                        help="comma-separated negative classes (default: every other class); "
-                        "classes named nowhere are skipped and reported")
-    parser.add_argument("--ignore", type=_class_list, default=[], metavar="CLASSES",
-                        help="comma-separated classes to leave out (e.g. BACK)")
+    add_class_options(parser)
     operating = parser.add_mutually_exclusive_group()
-    operating.add_argument("--target-sensitivity", type=_fraction, default=0.95, metavar="S",
+    operating.add_argument("--target-sensitivity", type=fraction, default=0.95, metavar="S",
                            help="choose the highest threshold whose sensitivity is >= S (default 0.95)")
     operating.add_argument("--threshold", type=_threshold, default=None, metavar="T",
                            help="report at this fixed threshold instead (e.g. one chosen on another set)")
     operating.add_argument("--calibrate", type=Path, default=None, metavar="FOLDER",
                            help="choose the threshold for --target-sensitivity on this other folder "
                            "(same layout and classes) and report on FOLDER")
-    parser.add_argument("--batch-size", type=_positive, default=None, metavar="N",
+    parser.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
                         help="tiles per forward pass (default: MAX_BATCH_SIZE, as the service)")
     parser.add_argument("--bootstrap", type=_non_negative, default=1000, metavar="N",
                         help="bootstrap resamples for the 95%% intervals (default 1000; 0: none)")
@@ -95,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--question", default=DEFAULT_QUESTION, help="default: the service's question")
     parser.add_argument("--out", type=Path, default=Path("evaluation"),
                         help="folder for results.csv, metrics.json and roc.png (default: evaluation/)")
+    parser.add_argument("--adapter", type=Path, default=None, metavar="ADAPTER_DIR",
+                        help="a fine-tuned adapter (healer.finetune) on the base, as the service "
+                        "serves it (default: the ADAPTER_DIR setting)")
+    parser.add_argument("--compare-base", action="store_true",
+                        help="with an adapter: also score the base model alone and print both")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -164,12 +148,15 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
     from healer.model.medgemma import MedGemmaEngine  # torch loads only once the folder is known good
 
+    if args.adapter is not None:
+        settings = settings.model_copy(update={"adapter_dir": args.adapter})
     engine = MedGemmaEngine.load(settings)
     info = engine.info
     if info.demo:
         _banner(DEMO_WARNING + " These metrics are meaningless.")
     print(f"model: {info.id} (revision {info.revision or 'unknown'}) on {info.device}, "
-          f"quantization {info.quantization}{', DEMO' if info.demo else ''}")
+          f"quantization {info.quantization}{', DEMO' if info.demo else ''}"
+          f"{f', adapter {info.adapter.name} ({info.adapter.sha256})' if info.adapter else ''}")
 
     scored, unreadable, labels, scores = _score(engine, folder, args, settings)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -216,7 +203,7 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> int:
     plot = draw_roc(fpr, tpr, summary["roc_auc"].value, (1 - counts.specificity, counts.sensitivity),
                     point_label, args.out / "roc.png", title=title)
     report = {
-        "model": {**vars(info)},
+        "model": asdict(info),
         "folder": str(folder.root),
         "calibration_folder": str(calibration.root) if calibration else None,
         "positive": folder.positive, "negative": folder.negative, "skipped_classes": folder.skipped,
@@ -234,7 +221,25 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> int:
     print(f"At this threshold: sensitivity {counts.sensitivity:.3f}, specificity {counts.specificity:.3f}. "
           "Set it for /predict (positive when P(yes) >= THRESHOLD):")
     print(f"THRESHOLD={show(threshold)}")
+    if args.compare_base and info.adapter:
+        _compare_with_base(args, settings, folder, labels, scores, threshold)
     return 0
+
+
+def _compare_with_base(args, settings: Settings, folder: LabelledFolder, labels, scores, threshold: float) -> None:
+    """The same tiles through the base model alone: before and after fine-tuning, one table."""
+    from healer.model.medgemma import MedGemmaEngine
+
+    base = MedGemmaEngine.load(settings.model_copy(update={"adapter_dir": None}))
+    scored, _ = score_tiles(base, folder.tiles, args.question,
+                            args.batch_size or settings.max_batch_size, settings.max_image_pixels,
+                            progress=not args.no_progress)
+    rows = {"base model": ([r.tile.label for r in scored], [r.probability for r in scored]),
+            f"with adapter {Path(settings.adapter_dir).name}": (labels, scores)}
+    print(f"\nbefore and after, at P(yes) >= {show(threshold)}:\n| model | ROC AUC | sensitivity | specificity |\n|---|---|---|---|")
+    for name, (truth, probability) in rows.items():
+        counts = roc.confusion(truth, probability, threshold)
+        print(f"| {name} | {roc.roc_auc(truth, probability):.3f} | {counts.sensitivity:.3f} | {counts.specificity:.3f} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as error:
         message = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors())
         print(f"evaluate: error: bad setting: {message}", file=sys.stderr)
-    except (EvaluationError, ModelDirError) as error:
+    except (EvaluationError, ModelDirError, AdapterError) as error:
         print(f"evaluate: error: {error}", file=sys.stderr)
     return 1
 

@@ -14,6 +14,8 @@ BATCH_SIZE = Histogram("healer_batch_size", "Queries per model call", buckets=(1
 INFERENCE = Histogram("healer_inference_seconds", "Model time per batch", buckets=SECONDS)
 MODEL_LOAD = Gauge("healer_model_load_seconds", "Time to load and warm up the model")
 CACHE_HITS = Counter("healer_cache_hits_total", "Answers served from the cache")
+ADAPTER = Gauge("healer_adapter_info", "1 for the fine-tuned adapter that serves (ADAPTER_DIR); "
+                "name=\"none\" for the base model", ["name", "sha256", "base_revision"])
 
 
 def observe_request(scope: dict, status: int, seconds: float) -> None:
@@ -25,6 +27,15 @@ def observe_request(scope: dict, status: int, seconds: float) -> None:
 def observe_batch(size: int, seconds: float) -> None:
     BATCH_SIZE.observe(size)
     INFERENCE.observe(seconds)
+
+
+def show_adapter(adapter) -> None:
+    """One series: the adapter that serves now (a new app in the same process replaces it)."""
+    ADAPTER.clear()
+    if adapter is None:
+        ADAPTER.labels("none", "", "").set(1)
+    else:
+        ADAPTER.labels(adapter.name, adapter.sha256, adapter.base_revision or "").set(1)
 
 
 def exposition() -> tuple[bytes, str]:

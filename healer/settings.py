@@ -19,10 +19,12 @@ class Settings(BaseSettings):
     model_dir: Path = Path("medgemma-model")
     model_id: str = "google/medgemma-4b-it"
     model_revision: str | None = None
+    adapter_dir: Path | None = None  # a LoRA adapter from `python -m healer.finetune`, merged in at start-up
     quantization: Literal["int8", "none"] = "int8"
     device: Literal["auto", "cuda", "cpu"] = "auto"
     max_new_tokens: int = Field(48, ge=1, le=256)
-    threshold: float = Field(0.5, gt=0, lt=1)  # P(yes) a "yes" needs; see healer.screening.answers
+    # P(yes) a "yes" needs; see healer.screening.answers. Unset with ADAPTER_DIR: the adapter card's.
+    threshold: float = Field(0.5, gt=0, lt=1)
     # P(yes) + P(no) at the answer step below which the answer is "uncertain": the model must
     # rather answer than not (docs/api.md, "How the answer is decided").
     min_answer_mass: float = Field(0.5, ge=0, lt=1)
@@ -76,6 +78,12 @@ class Settings(BaseSettings):
         if "*" in origins:
             raise ValueError("list the page origins explicitly; '*' would let any site call the API")
         return origins
+
+    def threshold_for(self, adapter_threshold: float | None) -> float:
+        """THRESHOLD when set; else the one the adapter's card chose on validation; else 0.5."""
+        if "threshold" in self.model_fields_set or adapter_threshold is None:
+            return self.threshold
+        return adapter_threshold
 
     @property
     def max_upload_bytes(self) -> int:

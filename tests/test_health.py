@@ -17,7 +17,7 @@ def test_health_reports_the_model_it_serves(client):
     assert body["status"] == "ok"
     assert body["model"] == {
         "id": "healer/tiny-random-gemma3", "revision": None, "device": "cpu",
-        "quantization": "none", "demo": True,
+        "quantization": "none", "demo": True, "adapter": None,
     }
     assert "not a diagnosis" in body["disclaimer"]
     assert response.headers["x-request-id"]

@@ -63,7 +63,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         app.state.slide_jobs = SlideJobs(service.batcher, settings, service.model_card)
         await app.state.slide_jobs.start()
         _on_exit_signal(app.state.slide_jobs.end_streams)
-        log.info("ready: %s on %s", service.model_card.id, service.model_card.device)
+        adapter = service.model_card.adapter
+        log.info("ready: %s on %s%s", service.model_card.id, service.model_card.device,
+                 f", adapter {adapter.name} ({adapter.sha256})" if adapter else "")
         yield
         await app.state.slide_jobs.stop()
         await service.close()

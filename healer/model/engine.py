@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from PIL import Image
 
+from healer.model.adapter import AdapterInfo
 from healer.screening.answers import Label
 
 
@@ -47,6 +48,7 @@ class ModelInfo:
     device: str
     quantization: str
     demo: bool
+    adapter: AdapterInfo | None = None  # the fine-tuned adapter merged in (ADAPTER_DIR), if any
 
 
 class Engine(ABC):

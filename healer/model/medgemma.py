@@ -1,8 +1,9 @@
 """MedGemma (or any Gemma 3 image-text checkpoint) through transformers.
 
-Loaded once: AutoProcessor + AutoModelForImageTextToText, bfloat16, or 8-bit: bitsandbytes on CUDA,
-healer.model.cpu_int8 on the CPU. Each batch is one left-padded greedy `generate` call, stopped per
-row: a row that wants an explanation at the end of its first sentence after the answer (or at
+Loaded once: AutoProcessor + AutoModelForImageTextToText, bfloat16, or 8-bit (bitsandbytes on CUDA,
+healer.model.cpu_int8 on the CPU), with a fine-tuned adapter merged in when ADAPTER_DIR is set
+(healer.model.adapter). Each batch is one left-padded greedy `generate` call, stopped per row: a
+row that wants an explanation at the end of its first sentence after the answer (or at
 `max_new_tokens`), an answer-only row at its answer step (or after ANSWER_WITHIN tokens without
 one): a few decode steps. P(yes) and the answer mass come from the logits at the answer step
 (healer.screening.answers), over every yes/no variant in the vocabulary.
@@ -30,10 +31,11 @@ from transformers import (
 )
 
 from healer.screening import answers
+from healer.model.adapter import check_adapter, load_merged
 from healer.model.cpu_int8 import to_cpu_int8
 from healer.model.engine import Engine, Generation, ModelInfo, Query
+from healer.model.inputs import model_inputs
 from healer.model.model_dir import check_model_dir, read_source
-from healer.screening.prompts import SYSTEM_PROMPT
 from healer.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -118,6 +120,7 @@ class MedGemmaEngine(Engine):
     def load(cls, settings: Settings) -> "MedGemmaEngine":
         check_model_dir(settings.model_dir)
         source = read_source(settings.model_dir, settings.model_id, settings.model_revision)
+        adapter = check_adapter(settings.adapter_dir, source) if settings.adapter_dir else None
         device = resolve_device(settings.device)
         if device == "cpu":
             torch.set_num_threads(usable_cpus())
@@ -133,14 +136,17 @@ class MedGemmaEngine(Engine):
         started = time.perf_counter()
         processor = AutoProcessor.from_pretrained(settings.model_dir)
         processor.tokenizer.padding_side = "left"  # right padding breaks batched answer-step logits
-        model = AutoModelForImageTextToText.from_pretrained(settings.model_dir, **kwargs).eval()
+        if adapter is None:
+            model = AutoModelForImageTextToText.from_pretrained(settings.model_dir, **kwargs).eval()
+        else:
+            model = load_merged(AutoModelForImageTextToText, settings.model_dir, kwargs, settings.adapter_dir).eval()
         if cpu_int8:
             to_cpu_int8(model)
             _release_freed_memory()
         on_meta = [name for name, p in model.named_parameters() if p.device.type == "meta"]
         if on_meta:
             raise RuntimeError(f"{len(on_meta)} weights were not loaded (e.g. {on_meta[0]})")
-        info = ModelInfo(source.id, source.revision, device, settings.quantization, source.demo)
+        info = ModelInfo(source.id, source.revision, device, settings.quantization, source.demo, adapter)
         log.info(
             "loaded %s (revision %s) on %s, quantization %s, in %.1f s",
             info.id, info.revision or "unknown", device, info.quantization,
@@ -171,27 +177,8 @@ class MedGemmaEngine(Engine):
         return None
 
     def _inputs(self, queries: Sequence[Query]):
-        prompts = [
-            self.processor.apply_chat_template(
-                [
-                    {"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]},
-                    {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q.question}]},
-                ],
-                add_generation_prompt=True,
-                tokenize=False,
-            )
-            for q in queries
-        ]
-        # The template already starts with <bos>: the processor must not add a second one.
-        inputs = self.processor(
-            text=prompts,
-            images=[[q.image] for q in queries],
-            padding=True,
-            add_special_tokens=False,
-            return_tensors="pt",
-        ).to(self.input_device)
-        inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
-        return inputs
+        return model_inputs(self.processor, [q.image for q in queries], [q.question for q in queries],
+                            self.input_device, self.model.dtype)
 
     def _read_answers(self, logits: torch.Tensor) -> tuple[list[float], list[float]]:
         """P(yes) and the answer mass from each row's logits at its answer step. The log-odds are

@@ -1,8 +1,15 @@
 """The JSON a screening answer and the health check are made of, as the OpenAPI schema shows it."""
 
+from dataclasses import asdict
 from typing import Literal
 
 from pydantic import BaseModel, Field
+
+
+class AdapterCard(BaseModel):
+    name: str = Field(description="The adapter folder's name (ADAPTER_DIR)", examples=["lab-crc-2025"])
+    sha256: str = Field(description="First 12 hex digits of the adapter weights' SHA-256")
+    base_revision: str | None = Field(description="Revision of the base model it was trained on, when known")
 
 
 class ModelCard(BaseModel):
@@ -11,6 +18,17 @@ class ModelCard(BaseModel):
     device: Literal["cpu", "cuda"]
     quantization: Literal["int8", "none"]
     demo: bool = Field(description="True when a random-weight demo model answers: meaningless output")
+    adapter: AdapterCard | None = Field(
+        None, description="The fine-tuned adapter merged into the weights (ADAPTER_DIR); null: the base model"
+    )
+
+    @classmethod
+    def of(cls, info) -> "ModelCard":
+        """The card of an engine's `ModelInfo`."""
+        fields = asdict(info)
+        if info.adapter is not None:
+            fields["adapter"] = AdapterCard(**fields["adapter"])
+        return cls(**fields)
 
 
 class Health(BaseModel):

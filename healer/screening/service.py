@@ -30,7 +30,10 @@ class ScreeningService:
     def __init__(self, engine: Engine, settings: Settings):
         self.engine = engine
         self.settings = settings
-        self.model_card = ModelCard(**vars(engine.info))
+        self.model_card = ModelCard.of(engine.info)
+        adapter = engine.info.adapter
+        self.threshold = settings.threshold_for(adapter.threshold if adapter else None)
+        metrics.show_adapter(self.model_card.adapter)
         self.batcher = Batcher(
             engine, settings.max_batch_size, settings.batch_wait_ms, settings.max_queue,
             on_batch=metrics.observe_batch,
@@ -57,7 +60,7 @@ class ScreeningService:
             )
         verdict = answers.decide(
             generation.text, generation.p_yes, generation.answer_label, generation.answer_mass,
-            threshold=self.settings.threshold, min_answer_mass=self.settings.min_answer_mass,
+            threshold=self.threshold, min_answer_mass=self.settings.min_answer_mass,
         )
         prediction = Prediction(
             answer=verdict.answer,
@@ -67,7 +70,7 @@ class ScreeningService:
             explanation=verdict.explanation,
             prediction=verdict.prediction,
             question=question,
-            threshold=self.settings.threshold,
+            threshold=self.threshold,
             model=self.model_card,
             timings_ms={
                 "decode_image": round((decoded - started) * 1000, 1),

@@ -153,6 +153,25 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** AdapterCard */
+        AdapterCard: {
+            /**
+             * Name
+             * @description The adapter folder's name (ADAPTER_DIR)
+             * @example lab-crc-2025
+             */
+            name: string;
+            /**
+             * Sha256
+             * @description First 12 hex digits of the adapter weights' SHA-256
+             */
+            sha256: string;
+            /**
+             * Base Revision
+             * @description Revision of the base model it was trained on, when known
+             */
+            base_revision: string | null;
+        };
         /** Body_predict_predict_post */
         Body_predict_predict_post: {
             /**
@@ -226,6 +245,8 @@ export interface components {
              * @description True when a random-weight demo model answers: meaningless output
              */
             demo: boolean;
+            /** @description The fine-tuned adapter merged into the weights (ADAPTER_DIR); null: the base model */
+            adapter?: components["schemas"]["AdapterCard"] | null;
         };
         /** Prediction */
         Prediction: {

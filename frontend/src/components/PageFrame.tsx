@@ -50,7 +50,8 @@ export function ServiceStatus({ health, problem }: { health: Health | null; prob
     return (
       <p className="service-status is-ok">
         <span className="dot" aria-hidden="true" /> Service ready · {health.model.id}
-        {health.model.demo ? " (demo)" : ""} · {health.model.device}
+        {health.model.demo ? " (demo)" : ""}
+        {health.model.adapter ? ` + adapter ${health.model.adapter.name}` : ""} · {health.model.device}
       </p>
     );
   }

@@ -46,3 +46,17 @@ describe("ResultCard", () => {
     expect(screen.getByText(/did not say yes or no within its first words/)).toBeVisible();
   });
 });
+
+describe("ResultCard's model line", () => {
+  it("names the fine-tuned adapter that answered, beside the base model", () => {
+    const adapter = { name: "lab-crc-2025", sha256: "0123456789ab", base_revision: null };
+    const answered = prediction({});
+    render(<ResultCard prediction={{ ...answered, model: { ...answered.model, adapter } }} fileName="t.png" explainAsked />);
+    expect(screen.getByText(/fine-tuned adapter lab-crc-2025 \(0123456789ab\)/)).toBeVisible();
+  });
+
+  it("names no adapter when the base model answered", () => {
+    render(<ResultCard prediction={prediction({})} fileName="t.png" explainAsked />);
+    expect(screen.queryByText(/adapter/)).not.toBeInTheDocument();
+  });
+});

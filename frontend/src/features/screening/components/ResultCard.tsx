@@ -89,7 +89,8 @@ export const ResultCard = forwardRef<HTMLElement, Props>(function ResultCard({ p
           <dt>Model</dt>
           <dd>
             {model.id}
-            {model.demo ? " (demo, random weights)" : ""} · {model.device} · {model.quantization === "int8" ? "int8" : "bf16"}
+            {model.demo ? " (demo, random weights)" : ""}
+            {model.adapter ? ` + fine-tuned adapter ${model.adapter.name} (${model.adapter.sha256})` : ""} · {model.device} · {model.quantization === "int8" ? "int8" : "bf16"}
           </dd>
           <dt>Threshold</dt>
           <dd>a yes needs P(yes) ≥ {prediction.threshold.toFixed(2)}</dd>

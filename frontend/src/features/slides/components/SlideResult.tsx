@@ -113,6 +113,7 @@ export const SlideResult = forwardRef<HTMLElement, Props>(function SlideResult({
         <dd>
           {job.model.id}
           {job.model.demo ? " (demo)" : ""}
+          {job.model.adapter ? ` + adapter ${job.model.adapter.name}` : ""}
         </dd>
         <dt>Question</dt>
         <dd>{job.question}</dd>
