@@ -1,10 +1,11 @@
-"""Side-by-side benchmark over HTTP: the original project's settings vs Healer bf16 vs Healer int8.
+"""Side-by-side benchmark over HTTP: the original project's settings, Healer bf16 and int8, llama.cpp.
 
     python -m bench.run --size medgemma-4b       # full size: builds a 4.3 B random model once (~8.6 GB)
     python -m bench.run --size tiny --requests 2 # seconds; CI runs this to keep the script working
 
 One run, one machine, one model directory (random weights with the chosen architecture cost
-exactly what real weights cost). Every server is a separate process started cold; memory is
+exactly what real weights cost). The llama.cpp row needs `python -m bench.llama_cpp prepare` first;
+without its build it is left out with the reason printed. Every server is a separate process started cold; memory is
 sampled from /proc (anonymous and file-backed separately). Prints a Markdown table and writes it,
 with the date and a description of the machine, to bench/results/.
 """
@@ -12,12 +13,14 @@ with the date and a description of the machine, to bench/results/.
 import argparse
 import io
 import json
+import os
 import platform
 import statistics
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,10 +28,13 @@ from pathlib import Path
 import httpx
 import torch
 from PIL import Image
+from transformers import AutoProcessor
 
+from bench import llama_cpp
 from healer.model.demo import write_demo_model
 from healer.model.medgemma import usable_cpus
 from healer.model.model_dir import missing_files
+from healer.screening.prompts import DEFAULT_QUESTION, SYSTEM_PROMPT
 from healer.tools.live_server import live_server
 from healer.tools.packaged_data import package_file
 
@@ -38,7 +44,9 @@ CONFIGS = {
     "original": ([sys.executable, "-m", "bench.original_service"], {}),
     "healer-bf16": ([sys.executable, "main.py"], {"QUANTIZATION": "none", "CACHE_SIZE": "0"}),
     "healer-int8": ([sys.executable, "main.py"], {"QUANTIZATION": "int8", "CACHE_SIZE": "0"}),
+    "llama-cpp": (None, {}),  # llama-server, started by bench.llama_cpp
 }
+EXPLAINED_TOKENS = 48  # Healer's MAX_NEW_TOKENS: random weights never stop earlier
 
 
 @dataclass
@@ -121,6 +129,19 @@ def matmul_ceiling_tflops(dtype: torch.dtype, size: int = 2048, seconds: float =
     return 2 * size**3 * runs / (time.perf_counter() - started) / 1e12
 
 
+def served_prompt_tokens(model_dir: Path) -> int:
+    """Tokens of the served prompt (system turn, image, default question) with the model's own
+    tokenizer: ~360 with MedGemma's, ~710 with the random models' small demo vocabulary."""
+    processor = AutoProcessor.from_pretrained(model_dir)
+    messages = [
+        {"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]},
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": DEFAULT_QUESTION}]},
+    ]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    inputs = processor(text=[text], images=[[Image.new("RGB", (64, 64))]], add_special_tokens=False)
+    return len(inputs["input_ids"][0])
+
+
 def prefill_tflop(model_dir: Path, prompt_tokens: int) -> float:
     """Matrix-multiply work of one prefill: vision tower over 4096 patches, then the decoder."""
     config = json.loads((model_dir / "config.json").read_text())
@@ -139,30 +160,51 @@ def prefill_tflop(model_dir: Path, prompt_tokens: int) -> float:
     return flop / 1e12
 
 
-def bench_config(name: str, model_dir: Path, images: list[bytes], requests: int, clients: int) -> dict:
+@contextmanager
+def healer_server(name: str, model_dir: Path, clients: int):
     command, env = CONFIGS[name]
     env = {**env, "MODEL_DIR": str(model_dir), "LOG_LEVEL": "warning", "MAX_QUEUE": "64",
            "MAX_BATCH_SIZE": str(clients), "BATCH_WAIT_MS": "50", "REQUEST_TIMEOUT_S": "3600"}
+    with live_server(env, command=command, timeout_s=1800) as (url, process):
+        yield url, process
+
+
+@contextmanager
+def llama_server(server: llama_cpp.Server):
+    url, process = server.start()
+    try:
+        yield url, process
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def bench_config(name: str, model_dir: Path, images: list[bytes], requests: int, clients: int) -> dict:
+    if name == "llama-cpp":
+        peer = llama_cpp.Server(usable_cpus(), clients)
+        server, ask, health_path = llama_server(peer), peer.ask, "/health"
+    else:
+        server, ask, health_path = healer_server(name, model_dir, clients), post, "/"
     images = iter(images)
     started = time.perf_counter()
     stop = threading.Event()
-    with live_server(env, command=command, timeout_s=1800) as (url, process):
+    with server as (url, process):
         memory = Memory(process.pid)
         sampler = sampling(memory, stop)
         result = {"cold_start_s": time.perf_counter() - started}
-        result["first_s"], result["second_s"] = post(url, next(images)), post(url, next(images))
+        result["first_s"], result["second_s"] = ask(url, next(images)), ask(url, next(images))
         sequential_started = time.perf_counter()
-        explained = [post(url, next(images)) for _ in range(requests)]
+        explained = [ask(url, next(images)) for _ in range(requests)]
         result["throughput_1"] = requests / (time.perf_counter() - sequential_started)
         result["explained"] = explained
         if name != "original":
-            result["answer_only"] = [post(url, next(images), explain=False) for _ in range(requests)]
+            result["answer_only"] = [ask(url, next(images), explain=False) for _ in range(requests)]
         health, done = [], threading.Event()
 
         def probe():
             while not done.is_set():
                 t0 = time.perf_counter()
-                httpx.get(url + "/", timeout=3600)
+                httpx.get(url + health_path, timeout=3600)
                 health.append(time.perf_counter() - t0)
                 done.wait(0.1)
 
@@ -172,7 +214,7 @@ def bench_config(name: str, model_dir: Path, images: list[bytes], requests: int,
         batches_before = batch_counts(url)
         concurrent_started = time.perf_counter()
         with ThreadPoolExecutor(clients) as pool:
-            list(pool.map(lambda image: post(url, image), burst))
+            list(pool.map(lambda image: ask(url, image), burst))
         result[f"throughput_{clients}"] = clients / (time.perf_counter() - concurrent_started)
         batches_after = batch_counts(url)
         if batches_before and batches_after:  # the original has no metrics
@@ -186,6 +228,8 @@ def bench_config(name: str, model_dir: Path, images: list[bytes], requests: int,
         sampler.join()
         result.update(peak_anon_gib=memory.peak_anon, peak_file_gib=memory.peak_file,
                       peak_total_gib=memory.peak_total)
+    if name == "llama-cpp":
+        result["server_timings"] = peer.summary()
     return result
 
 
@@ -205,6 +249,8 @@ def table(results: dict, clients: int) -> str:
         ("answer-only p50 / p95 (s)", lambda r: (
             f"{statistics.median(r['answer_only']):.2f} / {percentile(r['answer_only'], 0.95):.2f}"
             if "answer_only" in r else "n/a")),
+        (f"decode per token, (explained − answer-only) / {EXPLAINED_TOKENS - 1} (s)",
+         lambda r: f"{decode_s(r):.3f}" if "answer_only" in r else "n/a"),
         ("throughput, 1 client (answers/min)", lambda r: f"{60 * r['throughput_1']:.2f}"),
         (f"throughput, {clients} clients (answers/min)", lambda r: f"{60 * r[f'throughput_{clients}']:.2f}"),
         (f"model calls for the {clients} concurrent answers", lambda r: f"{r['burst_batches']:.0f}" if "burst_batches" in r else "n/a"),
@@ -218,8 +264,25 @@ def table(results: dict, clients: int) -> str:
     return "\n".join(lines)
 
 
+def decode_s(r: dict) -> float:
+    """Seconds per generated token: what the 47 tokens after the first add to an answer."""
+    return (statistics.median(r["explained"]) - statistics.median(r["answer_only"])) / (EXPLAINED_TOKENS - 1)
+
+
+def throughput_bound(r: dict, clients: int) -> float:
+    """Answers per second `clients` concurrent answers can reach at best on a CPU: their prefills
+    are compute-bound (one after another), their decode steps shared (one weight read per step)."""
+    return clients / (clients * statistics.median(r["answer_only"]) + (EXPLAINED_TOKENS - 1) * decode_s(r))
+
+
 def ratios(results: dict, clients: int, ceiling: float, work: float) -> list[str]:
     lines = []
+    peer = results.get("llama-cpp")
+    if peer and "server_timings" in peer:
+        t = peer["server_timings"]
+        lines.append(f"- llama-cpp as it reports itself: prompt of {t.get('prompt_tokens')} tokens in "
+                     f"{t.get('prompt_s', float('nan')):.2f} s (image encoding included), "
+                     f"decode {t.get('decode_s_per_token', float('nan')):.3f} s/token")
     original = results.get("original")
     for name in (n for n in results if n != "original"):
         r = results[name]
@@ -230,9 +293,20 @@ def ratios(results: dict, clients: int, ceiling: float, work: float) -> list[str
         lines.append(f"- {name}: answer-only {answer_only:.2f} s is {answer_only / (work / ceiling):.2f}× the "
                      f"matmul-ceiling prefill time {work / ceiling:.2f} s (target ≤ 1.3×)")
         lines.append(f"- {name}: {clients} clients give {r[f'throughput_{clients}'] / r['throughput_1']:.2f}× "
-                     f"the sequential throughput (target ≥ 2×); GET / p99 {r['health_p99_ms']:.0f} ms "
-                     f"(target ≤ 50 ms)")
+                     f"the sequential throughput, {r[f'throughput_{clients}'] / throughput_bound(r, clients):.0%} "
+                     f"of the bound from its solo prefill and decode (target ≥ 95 %); GET / p99 "
+                     f"{r['health_p99_ms']:.0f} ms (target ≤ 50 ms)")
+        if peer and name.endswith("int8"):
+            lines.append(f"- {name}: decode {decode_s(r):.3f} s/token vs llama.cpp Q8_0's {decode_s(peer):.3f} "
+                         f"(target: no slower); answer-only {answer_only:.2f} s is "
+                         f"{answer_only / statistics.median(peer['answer_only']):.2f}× llama.cpp's (target ≤ 0.33×)")
     return lines
+
+
+def peer_missing(size: str) -> str | None:
+    if size != "medgemma-4b":
+        return "its GGUF files are converted from the full-size checkpoint only"
+    return llama_cpp.missing()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -249,27 +323,34 @@ def main(argv: list[str] | None = None) -> int:
     if missing_files(model_dir):
         print(f"building the random {args.size} model in {model_dir} (once)…", flush=True)
         write_demo_model(model_dir, args.size)
+    load_at_start = os.getloadavg()[0]  # other work on the machine shares its CPUs: say how much
     ceiling = {dtype: matmul_ceiling_tflops(dtype) for dtype in (torch.bfloat16, torch.float32)}
-    prompt_tokens = 360  # system turn + question + 256 image tokens + template, as served
+    prompt_tokens = served_prompt_tokens(model_dir)
     work = prefill_tflop(model_dir, prompt_tokens)
     images = tiles(2 + 2 * args.requests + args.clients)
 
     results = {}
     for name in args.configs.split(","):
+        if name == "llama-cpp" and (reason := peer_missing(args.size)):
+            print(f"skipping llama-cpp: {reason}", flush=True)
+            continue
         print(f"benchmarking {name}…", flush=True)
         results[name] = bench_config(name, model_dir, images, args.requests, args.clients)
 
+    load = os.getloadavg()[0]
     stamp = datetime.now(timezone.utc)
     report = "\n".join([
         f"# Benchmark: {args.size}, {stamp:%Y-%m-%d %H:%M} UTC",
         "",
         f"Machine: {machine()}.",
         f"bf16 matmul ceiling {ceiling[torch.bfloat16]:.2f} TFLOP/s, fp32 {ceiling[torch.float32]:.2f} TFLOP/s; "
-        f"one prefill ({prompt_tokens}-token prompt, one 896 px image) is {work:.2f} TFLOP.",
+        f"one prefill (the served {prompt_tokens}-token prompt, one 896 px image) is {work:.2f} TFLOP.",
         f"{args.requests} requests per latency series, {args.clients} concurrent clients; "
         "every server started cold, cache off, distinct images.",
+        f"Load average (1 min): {load_at_start:.2f} at the start, {load:.2f} at the end.",
         "",
         table(results, args.clients),
+        *(["llama-cpp serves no page: its GET / row probes GET /health."] if "llama-cpp" in results else []),
         "",
         *ratios(results, args.clients, ceiling[torch.bfloat16], work),
         "",

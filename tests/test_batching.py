@@ -1,6 +1,8 @@
 """Micro-batching and backpressure: shared model calls, bounded waiting, nothing lost."""
 
 import asyncio
+import os
+import threading
 import time
 
 import pytest
@@ -215,3 +217,21 @@ def test_background_batches_take_turns_on_the_model_thread(he_tile):
     answer, results = run(scenario())
     assert len(results) == 3 and answer.p_yes == engine.p_yes
     assert engine.questions == ["tile0", "tile1", "tile2", "request"]  # one model call at a time
+
+
+def test_the_model_runs_below_the_event_loops_priority_so_the_server_stays_responsive(he_tile):
+    niceness = {}
+
+    class Recording(FakeEngine):
+        def generate(self, queries):
+            niceness["model"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+            return super().generate(queries)
+
+    async def scenario():
+        batcher = Batcher(Recording(), max_batch_size=1, max_wait_ms=0)
+        await batcher.submit(Query(he_tile, "q"))
+        niceness["event loop"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        await batcher.drain(grace_s=1)
+
+    run(scenario())
+    assert niceness["model"] > niceness["event loop"]

@@ -16,4 +16,7 @@ def test_the_benchmark_runs_end_to_end_on_the_tiny_model(tmp_path, capsys):
         assert row in text
     assert "| original | healer-bf16 | healer-int8 |" in text
     assert "Machine:" in text and "matmul ceiling" in text
-    assert text in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert text in out
+    # The peer's GGUF files exist only at full size (and not at all in CI): left out, saying why.
+    assert "skipping llama-cpp: its GGUF files are converted from the full-size checkpoint only" in out

@@ -1,12 +1,12 @@
 """MedGemma (or any Gemma 3 image-text checkpoint) through transformers.
 
-Loaded once: AutoProcessor + AutoModelForImageTextToText, bfloat16 or bitsandbytes 8-bit on CUDA
-or CPU, with a fine-tuned adapter merged in when ADAPTER_DIR is set (healer.model.adapter). Each
-batch is one left-padded greedy `generate` call, stopped per row: a row that wants an
-explanation at the end of its first sentence after the answer (or at `max_new_tokens`), an
-answer-only row at its answer step (or after ANSWER_WITHIN tokens without one): a few decode steps.
-P(yes) and the answer mass come from the logits at the answer step (healer.screening.answers),
-over every yes/no variant in the vocabulary.
+Loaded once: AutoProcessor + AutoModelForImageTextToText, bfloat16, or 8-bit (bitsandbytes on CUDA,
+healer.model.cpu_int8 on the CPU), with a fine-tuned adapter merged in when ADAPTER_DIR is set
+(healer.model.adapter). Each batch is one left-padded greedy `generate` call, stopped per row: a
+row that wants an explanation at the end of its first sentence after the answer (or at
+`max_new_tokens`), an answer-only row at its answer step (or after ANSWER_WITHIN tokens without
+one): a few decode steps. P(yes) and the answer mass come from the logits at the answer step
+(healer.screening.answers), over every yes/no variant in the vocabulary.
 """
 
 import contextlib
@@ -16,11 +16,10 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import transformers.modeling_utils
 from PIL import Image
 from transformers import (
     AutoModelForImageTextToText,
@@ -33,6 +32,7 @@ from transformers import (
 
 from healer.screening import answers
 from healer.model.adapter import check_adapter, load_merged
+from healer.model.cpu_int8 import to_cpu_int8
 from healer.model.engine import Engine, Generation, ModelInfo, Query
 from healer.model.inputs import model_inputs
 from healer.model.model_dir import check_model_dir, read_source
@@ -40,8 +40,8 @@ from healer.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Quantizing these hurts more than it saves: the vision tower is ~70 % of prefill FLOPs and
-# bitsandbytes' CPU path casts activations to float16; lm_head is tied to the embedding.
+# On CUDA, bitsandbytes leaves these in bf16: the vision tower is ~70 % of prefill FLOPs and
+# lm_head is tied to the embedding.
 # transformers 5.x matches module names from the top: a bare "vision_tower" would match nothing.
 INT8_SKIP_MODULES = ["model.vision_tower", "model.multi_modal_projector", "lm_head"]
 
@@ -64,33 +64,6 @@ def usable_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     except (OSError, ValueError):
         pass
     return count
-
-
-@contextlib.contextmanager
-def _read_checkpoint_without_mmap() -> Iterator[None]:
-    """Load int8 on the CPU from `pread` reads instead of a memory map of the checkpoint.
-
-    With the default memory map, every bf16 page read while quantizing stays mapped into the
-    process for as long as any unquantized tensor (vision tower, embeddings) still points into
-    the file: 8 GiB of file-backed RSS on top of the int8 weights, 12.9 GiB at peak at full size.
-    Read with pread, each tensor becomes anonymous memory that is freed once quantized; the
-    page cache it went through is the kernel's, not ours. transformers 5 picks the backend
-    inside from_pretrained, so the choice is made by wrapping the function it calls.
-    """
-    original = getattr(transformers.modeling_utils, "safe_open", None)
-    if original is None:  # another transformers layout: fall back to the memory map
-        log.warning("cannot select pread loading in this transformers version; using mmap")
-        yield
-        return
-
-    def open_with_pread(*args, **kwargs):
-        return original(*args, **{**kwargs, "backend": "pread"})
-
-    transformers.modeling_utils.safe_open = open_with_pread
-    try:
-        yield
-    finally:
-        transformers.modeling_utils.safe_open = original
 
 
 def _release_freed_memory() -> None:
@@ -152,7 +125,8 @@ class MedGemmaEngine(Engine):
         if device == "cpu":
             torch.set_num_threads(usable_cpus())
         kwargs: dict = {"dtype": torch.bfloat16, "device_map": device}
-        if settings.quantization == "int8":
+        cpu_int8 = settings.quantization == "int8" and device == "cpu"
+        if settings.quantization == "int8" and not cpu_int8:
             kwargs["quantization_config"] = BitsAndBytesConfig(
                 load_in_8bit=True, llm_int8_skip_modules=INT8_SKIP_MODULES
             )
@@ -162,12 +136,13 @@ class MedGemmaEngine(Engine):
         started = time.perf_counter()
         processor = AutoProcessor.from_pretrained(settings.model_dir)
         processor.tokenizer.padding_side = "left"  # right padding breaks batched answer-step logits
-        lean = settings.quantization == "int8" and device == "cpu"
-        with _read_checkpoint_without_mmap() if lean else contextlib.nullcontext():
-            if adapter is None:
-                model = AutoModelForImageTextToText.from_pretrained(settings.model_dir, **kwargs).eval()
-            else:
-                model = load_merged(AutoModelForImageTextToText, settings.model_dir, kwargs, settings.adapter_dir).eval()
+        if adapter is None:
+            model = AutoModelForImageTextToText.from_pretrained(settings.model_dir, **kwargs).eval()
+        else:
+            model = load_merged(AutoModelForImageTextToText, settings.model_dir, kwargs, settings.adapter_dir).eval()
+        if cpu_int8:
+            to_cpu_int8(model)
+            _release_freed_memory()
         on_meta = [name for name, p in model.named_parameters() if p.device.type == "meta"]
         if on_meta:
             raise RuntimeError(f"{len(on_meta)} weights were not loaded (e.g. {on_meta[0]})")
