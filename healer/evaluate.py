@@ -21,12 +21,9 @@ from dataclasses import asdict
 from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from healer.evaluation import metrics as roc
-from healer.evaluation.options import add_class_options, fraction, positive_int
+from healer.evaluation.options import add_class_options, fraction, positive_int, run_command
 from healer.evaluation.folder import EvaluationError, LabelledFolder, label_folder, score_tiles, write_csv
-from healer.logs import setup_logging
 from healer.model.adapter import AdapterError
 from healer.model.model_dir import ModelDirError
 from healer.screening.prompts import DEFAULT_QUESTION, DEMO_WARNING
@@ -244,16 +241,7 @@ def _compare_with_base(args, settings: Settings, folder: LabelledFolder, labels,
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        settings = Settings()
-        setup_logging("warning")
-        return evaluate(args, settings)
-    except ValidationError as error:
-        message = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors())
-        print(f"evaluate: error: bad setting: {message}", file=sys.stderr)
-    except (EvaluationError, ModelDirError, AdapterError) as error:
-        print(f"evaluate: error: {error}", file=sys.stderr)
-    return 1
+    return run_command("evaluate", lambda settings: evaluate(args, settings), (EvaluationError, ModelDirError, AdapterError))
 
 
 if __name__ == "__main__":

@@ -13,15 +13,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from healer.evaluate import round_down, show
 from healer.evaluation import metrics as roc
 from healer.evaluation.folder import EvaluationError, label_folder, score_tiles
-from healer.evaluation.options import add_class_options, fraction, positive_int
+from healer.evaluation.options import add_class_options, fraction, positive_int, run_command
 from healer.evaluation.plot import draw_roc
 from healer.finetuning.data import FinetuneError, class_counts, split
-from healer.logs import setup_logging
 from healer.model.model_dir import ModelDirError
 from healer.screening.prompts import DEFAULT_QUESTION, DEMO_WARNING
 from healer.settings import Settings
@@ -109,16 +106,7 @@ def finetune(args: argparse.Namespace, settings: Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        settings = Settings()
-        setup_logging("warning")
-        return finetune(args, settings)
-    except ValidationError as error:
-        message = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors())
-        print(f"finetune: error: bad setting: {message}", file=sys.stderr)
-    except (EvaluationError, FinetuneError, ModelDirError) as error:
-        print(f"finetune: error: {error}", file=sys.stderr)
-    return 1
+    return run_command("finetune", lambda settings: finetune(args, settings), (EvaluationError, FinetuneError, ModelDirError))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,15 @@
-"""The command-line options that say which classes of a labelled folder are positive, negative or
-left out; `healer.evaluate` and `healer.finetune` read a folder the same way."""
+"""What the commands share (`healer.evaluate`, `healer.finetune`): the options that say which
+classes of a labelled folder are positive, negative or left out, and how a run ends on an
+expected error (one line on stderr, exit status 1)."""
 
 import argparse
+import sys
+from collections.abc import Callable
+
+from pydantic import ValidationError
+
+from healer.logs import setup_logging
+from healer.settings import Settings
 
 
 def class_list(text: str) -> list[str]:
@@ -30,3 +38,18 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be 1 or more")
     return value
+
+
+def run_command(name: str, body: Callable[[Settings], int], expected: tuple[type[Exception], ...]) -> int:
+    """`body(Settings())` with warnings-only logging; a bad setting or an `expected` error is one
+    line on stderr and exit status 1, never a traceback."""
+    try:
+        settings = Settings()
+        setup_logging("warning")
+        return body(settings)
+    except ValidationError as error:
+        message = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors())
+        print(f"{name}: error: bad setting: {message}", file=sys.stderr)
+    except expected as error:
+        print(f"{name}: error: {error}", file=sys.stderr)
+    return 1
