@@ -194,10 +194,18 @@ test("a real Aperio slide is screened tile by tile and its heatmap shown, with a
   const tiles = await (await tilesAnswer).json();
   assert.ok(tiles.tiles.length > 0, "tissue tiles were scored");
   const top = tiles.tiles.reduce((best, tile) => (tile.probability > best.probability ? tile : best));
-  const box = await image.boundingBox();
-  await page.mouse.move(box.x + ((top.x + top.size / 2) / tiles.width) * box.width,
-    box.y + ((top.y + top.size / 2) / tiles.height) * box.height);
-  const text = await page.getByRole("status", { name: "Tile" }).innerText();
+  // The panel may still be settling (the image's layout, the page scrolling to the result) when
+  // the pointer first moves: point again at the tile, measured afresh, until the read-out names it.
+  const readout = page.getByRole("status", { name: "Tile" });
+  let box;
+  for (let attempt = 0; attempt < 5; attempt++) {
+    box = await image.boundingBox();
+    await page.mouse.move(box.x + ((top.x + top.size / 2) / tiles.width) * box.width,
+      box.y + ((top.y + top.size / 2) / tiles.height) * box.height);
+    if ((await readout.innerText()).startsWith("Tile at")) break;
+    await page.waitForTimeout(200);
+  }
+  const text = await readout.innerText();
   assert.ok(text.includes(`Tile at x ${top.x}, y ${top.y} (level-0 px, 513 px square): P(yes) ${top.probability.toFixed(2)}`), text);
   const highlight = await result.locator(".heatmap-highlight").boundingBox();
   assert.ok(Math.abs(highlight.x - (box.x + (top.x / tiles.width) * box.width)) < 2, "the highlight sits on the tile");
