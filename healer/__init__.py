@@ -7,6 +7,8 @@
     slides/       whole slides: reading, tissue, tiles, jobs (store, runner, life cycle), heatmap
     evaluation/   a labelled folder of tiles, metrics with intervals, the ROC plot
     evaluate.py   the evaluation command (python -m healer.evaluate)
+    finetuning/   LoRA on a labelled folder: the split, the training, the adapter's card
+    finetune.py   the fine-tuning command (python -m healer.finetune)
     tools/        what the tests and the benchmark share
     settings.py, errors.py, logs.py, metrics.py   what every section uses
 """
