@@ -6,6 +6,7 @@ tiles come from other regions of each image than the training tiles.
 """
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -178,10 +179,7 @@ def test_an_adapter_made_for_another_base_model_stops_start_up_with_one_line(ada
 
 
 def test_a_corrupt_adapter_stops_start_up_with_one_line(adapter, demo_model_dir, tmp_path):
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    for path in adapter.iterdir():
-        (broken / path.name).write_bytes(path.read_bytes())
+    broken = shutil.copytree(adapter, tmp_path / "broken")
     weights = (broken / WEIGHTS_FILE).read_bytes()
     (broken / WEIGHTS_FILE).write_bytes(weights[: len(weights) // 2])  # a copy cut short
     result = _server({"MODEL_DIR": str(demo_model_dir), "ADAPTER_DIR": str(broken)})
@@ -192,10 +190,7 @@ def test_a_corrupt_adapter_stops_start_up_with_one_line(adapter, demo_model_dir,
 
 
 def test_a_card_that_is_not_json_is_named_corrupt(adapter, demo_model_dir, tmp_path):
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    for path in adapter.iterdir():
-        (broken / path.name).write_bytes(path.read_bytes())
+    broken = shutil.copytree(adapter, tmp_path / "broken")
     (broken / CARD_FILE).write_text("{ not json")
     with pytest.raises(AdapterError, match=f"corrupt: {CARD_FILE}"):
         check_adapter(broken, read_source(demo_model_dir, "x", None))
