@@ -17,6 +17,9 @@
     ├── WholeSlideImage                 415  whole_slide_image   a slide posted to /predict
     ├── UnsupportedSlide                415  unsupported_slide   not a whole-slide format
     ├── SlideNotFound                   404  slide_not_found     unknown id, or its results expired
+    ├── UploadNotFound                  404  upload_not_found    no finished upload with this id
+    ├── SlideNotReadable                403  slide_not_readable  a gs:// slide the service may not read
+    ├── DirectUploadUnavailable         409  direct_upload_unavailable  SLIDE_STORE is not Cloud Storage
     └── ResultsNotReady                 409  results_not_ready   heatmap or tiles asked before done
 
 The message is written for the person reading it; it never carries exception text or paths.
@@ -121,6 +124,33 @@ class SlideNotFound(HealerError):
     status = 404
     code = "slide_not_found"
     message = "There is no slide job with this id: it never existed, or its results expired."
+
+
+class UploadNotFound(HealerError):
+    status = 404
+    code = "upload_not_found"
+    message = (
+        "There is no finished upload with this id: send every byte to the upload URL first (it "
+        "answers 200 or 201 to the last chunk), or open a new upload."
+    )
+
+
+class SlideNotReadable(HealerError):
+    status = 403
+    code = "slide_not_readable"
+    message = (
+        "The service may not read this Cloud Storage object: grant its service account "
+        "roles/storage.objectViewer on the bucket, or upload the slide instead."
+    )
+
+
+class DirectUploadUnavailable(HealerError):
+    status = 409
+    code = "direct_upload_unavailable"
+    message = (
+        "This service keeps slides on its own disk (SLIDE_STORE is not gs://), so it takes them "
+        "as a multipart upload to POST /slides, not straight to Cloud Storage."
+    )
 
 
 class ResultsNotReady(HealerError):

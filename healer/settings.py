@@ -4,13 +4,15 @@ The README's settings table lists the same names; bad values fail at start-up wi
 message naming the variable.
 """
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MEBIBYTE = 1024 * 1024
+_JOB_NAME = re.compile(r"projects/[^/]+/locations/[^/]+/jobs/[^/]+")
 
 
 class Settings(BaseSettings):
@@ -58,12 +60,31 @@ class Settings(BaseSettings):
     slide_threshold: float = Field(0.5, ge=0, le=1)  # P(yes) that counts a tile as positive
     slide_top_k: int = Field(5, ge=1)  # the summary's mean of the k highest tiles
     slide_queue: int = Field(4, ge=1, le=256)  # jobs waiting behind the running one
-    slide_jobs_dir: Path | None = None  # None: a new temporary directory per process
     slide_result_ttl_s: float = Field(3600, gt=0)  # results (files included) deleted after this
+    # Where jobs live and who scores them (docs/slides.md, "At scale"). SLIDE_STORE: a directory
+    # (unset: a temporary one per process) or gs://bucket/prefix, which every instance shares.
+    slide_store: str | None = None
+    slide_store_mount: Path | None = None  # where SLIDE_STORE's bucket is mounted (Cloud Run volume)
+    slide_runner: Literal["local", "processes", "cloud-run-job"] = "local"
+    slide_workers: int = Field(2, ge=1, le=64)  # SLIDE_RUNNER=processes: worker processes per job
+    slide_cloud_run_job: str | None = None  # projects/P/locations/R/jobs/NAME
+    slide_tiles_per_task: int = Field(100, ge=1)  # cloud-run-job: tiles per task…
+    slide_max_tasks: int = Field(50, ge=1, le=10000)  # …and at most this many tasks
     # Slides are read in a child process (healer/slides/reader.py), killed when a deadline passes.
     slide_open_timeout_s: float = Field(10, gt=0)  # open the file and check its header
     slide_read_timeout_s: float = Field(60, gt=0)  # the thumbnail, and each batch of tiles
     slide_reader_memory_mb: int = Field(1024, ge=256)  # the child's address-space cap
+
+    @model_validator(mode="after")
+    def _runner_needs(self) -> "Settings":
+        if self.slide_runner == "cloud-run-job":
+            if not (self.slide_store or "").startswith("gs://"):
+                raise ValueError("SLIDE_RUNNER=cloud-run-job needs SLIDE_STORE=gs://bucket/prefix: "
+                                 "the job's tasks read and write the same store")
+            if not self.slide_cloud_run_job or not _JOB_NAME.fullmatch(self.slide_cloud_run_job):
+                raise ValueError("SLIDE_RUNNER=cloud-run-job needs SLIDE_CLOUD_RUN_JOB="
+                                 "projects/PROJECT/locations/REGION/jobs/NAME")
+        return self
 
     @field_validator("cors_origins", mode="before")
     @classmethod

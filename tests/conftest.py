@@ -82,3 +82,22 @@ def fake_client(fake_engine, tmp_path):
     """HTTP contract only: a canned engine, no model."""
     with TestClient(create_app(Settings(model_dir=tmp_path), engine=fake_engine)) as test_client:
         yield test_client
+
+
+@pytest.fixture(scope="session")
+def storage_emulator_url():
+    """fake-gcs-server in memory, bucket `healer-test` made; the real google-cloud-storage client
+    talks to it through STORAGE_EMULATOR_HOST."""
+    from healer.tools.storage_emulator import storage_emulator
+
+    with storage_emulator("healer-test") as url:
+        yield url
+
+
+@pytest.fixture
+def gcs_store_url(storage_emulator_url, monkeypatch, request) -> str:
+    """gs://healer-test/<a prefix of this test's own>, with this process pointed at the emulator."""
+    import uuid
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", storage_emulator_url)
+    return f"gs://healer-test/{request.node.name[:40]}-{uuid.uuid4().hex[:8]}"

@@ -24,7 +24,7 @@ REFUSED = {  # what each file is answered with
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hostile")
     jobs_dir = tmp / "jobs"
-    env = {"MODEL_DIR": str(tmp), "FAKE_DELAY_S": "0", "SLIDE_JOBS_DIR": str(jobs_dir), "HEALER_TEST_LOG": str(tmp)}
+    env = {"MODEL_DIR": str(tmp), "FAKE_DELAY_S": "0", "SLIDE_STORE": str(jobs_dir), "HEALER_TEST_LOG": str(tmp)}
     with live_server(env, command=[sys.executable, "-m", "tests.slow_server"]) as (url, process):
         yield url, jobs_dir, tmp
 

@@ -73,7 +73,7 @@ def test_a_real_server_cancels_and_stops_while_a_slide_read_hangs(tmp_path):
     """Job A keeps the worker busy; B and C wait. Their slides are swapped for FIFOs, so when
     each starts, its open hangs. DELETE B and then SIGTERM (C hanging) both finish at once."""
     jobs_dir = tmp_path / "jobs"
-    env = {"MODEL_DIR": str(tmp_path), "FAKE_DELAY_S": "0.5", "SLIDE_JOBS_DIR": str(jobs_dir),
+    env = {"MODEL_DIR": str(tmp_path), "FAKE_DELAY_S": "0.5", "SLIDE_STORE": str(jobs_dir),
            "SLIDE_TILE_PX": "64", "SLIDE_BATCH_SIZE": "1", "SLIDE_OPEN_TIMEOUT_S": "60",
            "HEALER_TEST_LOG": str(tmp_path)}
     with live_server(env, command=[sys.executable, "-m", "tests.slow_server"]) as (url, process):

@@ -24,7 +24,7 @@ FINISHED = {"done", "failed", "cancelled"}
 
 @contextmanager
 def slide_client(model_dir: Path, jobs_dir: Path, **overrides):
-    settings = demo_settings(model_dir, slide_jobs_dir=jobs_dir, **overrides)
+    settings = demo_settings(model_dir, slide_store=str(jobs_dir), **overrides)
     with TestClient(create_app(settings)) as client:
         yield client
 
@@ -320,14 +320,25 @@ def test_unknown_job_ids_are_404_malformed_ones_422_and_results_before_done_409(
         client.delete(f"/slides/{job['id']}")
 
 
-def test_shutdown_cancels_the_running_job_and_deletes_every_jobs_files(demo_model_dir, tmp_path):
+def test_shutdown_cancels_the_running_job_deletes_its_slide_and_tells_the_other_instances(demo_model_dir, tmp_path):
     with slide_client(demo_model_dir, tmp_path, slide_tile_px=64, slide_batch_size=1) as client:
         job = upload(client, cmu_svs()).json()
         wait_until(client, job["id"], lambda j: j["progress"]["tiles_done"] >= 1)
-        assert (tmp_path / job["id"]).is_dir()
+        assert (tmp_path / job["id"] / "slide.svs").is_file()
         started = time.monotonic()
     assert time.monotonic() - started < 5  # the lifespan's shutdown did not wait for the slide
-    assert list(tmp_path.iterdir()) == []
+    assert not (tmp_path / job["id"] / "slide.svs").exists()
+    with slide_client(demo_model_dir, tmp_path) as other:  # another instance on the same store
+        seen = other.get(f"/slides/{job['id']}").json()
+        assert seen["status"] == "cancelled" and seen["error"] == "The service shut down while scoring."
+
+
+def test_a_temporary_store_goes_with_its_process(demo_model_dir):
+    with TestClient(create_app(demo_settings(demo_model_dir, slide_tile_px=64))) as client:
+        job = upload(client, cmu_svs()).json()
+        root = client.app.state.slide_jobs.store.root
+        assert (root / job["id"]).is_dir()
+    assert not root.exists()
 
 
 def test_slide_endpoints_need_the_api_key_when_one_is_set(demo_model_dir, tmp_path):

@@ -1,6 +1,8 @@
 """A real server process with a slide job running and an event stream open: SIGTERM stops
-both cleanly, exits 0, and leaves no slide or result behind."""
+both cleanly, exits 0, deletes the slide and leaves the job cancelled in the store for the other
+instances to report."""
 
+import json
 import os
 import signal
 import socket
@@ -15,9 +17,9 @@ from healer.tools.live_server import live_server
 from tests.slide_files import cmu_svs
 
 
-def test_sigterm_during_a_slide_job_exits_cleanly_and_deletes_its_files(demo_model_dir, tmp_path):
+def test_sigterm_during_a_slide_job_exits_cleanly_and_leaves_it_cancelled_without_its_slide(demo_model_dir, tmp_path):
     jobs_dir = tmp_path / "jobs"
-    env = {"MODEL_DIR": str(demo_model_dir), "QUANTIZATION": "none", "SLIDE_JOBS_DIR": str(jobs_dir),
+    env = {"MODEL_DIR": str(demo_model_dir), "QUANTIZATION": "none", "SLIDE_STORE": str(jobs_dir),
            "SLIDE_TILE_PX": "64", "SLIDE_BATCH_SIZE": "1", "HEALER_TEST_LOG": str(tmp_path)}
     with live_server(env) as (url, process):
         with open(cmu_svs(), "rb") as slide:
@@ -45,7 +47,10 @@ def test_sigterm_during_a_slide_job_exits_cleanly_and_deletes_its_files(demo_mod
 
     assert code == 0, log
     assert seconds < 15, f"shutdown took {seconds:.1f} s"  # SHUTDOWN_GRACE_S is 10 s
-    assert list(jobs_dir.iterdir()) == []
+    left = sorted(p.name for p in (jobs_dir / job["id"]).iterdir() if not p.name.startswith("."))
+    assert left == ["shards", "state.json", "thumbnail.png"]  # the slide is gone; the state tells others
+    state = json.loads((jobs_dir / job["id"] / "state.json").read_text())
+    assert state["status"] == "cancelled" and state["error"] == "The service shut down while scoring."
     assert "Traceback" not in log, log
     assert events and events[0] == "event: progress"
 
@@ -54,7 +59,7 @@ def test_slide_job_ids_never_reach_the_server_log(tmp_path):
     """The id is the only key to a job's results: the log shows a short hash of it, on every
     line (queued, done, access lines, a refused request), and never the id itself."""
     env = {"MODEL_DIR": str(tmp_path), "FAKE_DELAY_S": "0", "SLIDE_TILE_PX": "64",
-           "SLIDE_JOBS_DIR": str(tmp_path / "jobs"), "HEALER_TEST_LOG": str(tmp_path), "LOG_LEVEL": "info"}
+           "SLIDE_STORE": str(tmp_path / "jobs"), "HEALER_TEST_LOG": str(tmp_path), "LOG_LEVEL": "info"}
     unknown = "0123456789abcdef0123456789abcdef"
     with live_server(env, command=[sys.executable, "-m", "tests.slow_server"]) as (url, process):
         with open(cmu_svs(), "rb") as slide:
@@ -86,7 +91,7 @@ def test_a_full_slide_queue_refuses_an_upload_before_reading_its_body(tmp_path):
     """SLIDE_QUEUE=1 and one upload still streaming in holds that place: the next upload is
     answered 503 while its client has sent 64 KiB of a declared 50 MB."""
     env = {"MODEL_DIR": str(tmp_path), "FAKE_DELAY_S": "0", "SLIDE_QUEUE": "1",
-           "SLIDE_JOBS_DIR": str(tmp_path / "jobs"), "HEALER_TEST_LOG": str(tmp_path)}
+           "SLIDE_STORE": str(tmp_path / "jobs"), "HEALER_TEST_LOG": str(tmp_path)}
     with live_server(env, command=[sys.executable, "-m", "tests.slow_server"]) as (url, process):
         first = start_upload(url, 50_000_000)
         time.sleep(0.5)  # the first holds the only place while its body streams in

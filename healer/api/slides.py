@@ -1,42 +1,55 @@
-"""The HTTP surface of slide screening: upload (202 + job), progress, events, cancel, results."""
+"""The HTTP surface of slide screening: upload (202 + job), progress, events, cancel, results.
+
+Slides arrive three ways: a multipart upload (local stores, and slides under Cloud Run's 32 MiB
+request cap), a direct upload to Cloud Storage (`POST /slides/uploads`, then `POST /slides` with
+its id), or the gs:// URI of a slide already in a bucket. Every route below answers from the
+shared store, on any instance.
+"""
 
 import asyncio
-from pathlib import Path, PurePath
+import json
 from typing import Annotated
 
 from fastapi import APIRouter, Path as PathParam, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
 
 from healer.api.deps import ApiKey, Jobs, asked_question, error_responses
 from healer.api.streamed_form import receive_file
-from healer.errors import ResultsNotReady, SlideNotFound
 from healer.screening.prompts import DISCLAIMER
-from healer.slides.jobs import FINISHED, Job, SlideJobs
+from healer.slides.jobs import UPLOAD_CHUNK_BYTES, SlideJobs, Snapshot
 from healer.slides.plan import plan_slide
-from healer.slides.schemas import SlideJob, SlideTile, SlideTiles
-from healer.slides.wsi import SUFFIXES
+from healer.slides.schemas import (
+    SlideInfo, SlideJob, SlideSummary, SlideTile, SlideTiles, SlideUpload, SlideUploadRequest, StartSlide,
+)
+from healer.slides.scoring import local_copy
+from healer.slides.state import FINISHED, HEATMAP, OVERLAY, TILES
 
 router = APIRouter(prefix="/slides", tags=["slides"], dependencies=[ApiKey])
+MAX_JSON_BYTES = 64 * 1024
 JobId = Annotated[str, PathParam(pattern="^[0-9a-f]{32}$", description="The id POST /slides answered with")]
 
 
-# The form FastAPI would describe for File/Form parameters; the route reads the body itself.
-UPLOAD_FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-    "title": "Body_upload_slide_slides_post", "type": "object", "required": ["slide_file"],
-    "properties": {
-        "slide_file": {"type": "string", "contentMediaType": "application/octet-stream", "title": "Slide File",
-                       "description": "Aperio SVS, tiled TIFF, NDPI, SCN, BIF, Philips TIFF…"},
-        "question": {"anyOf": [{"type": "string"}, {"type": "null"}], "title": "Question",
-                     "description": "Asked of every tile; defaults to the colorectal-cancer question"},
-    },
-}}}}}
-
+# The bodies FastAPI would describe for File/Form or Body parameters; the route reads the body itself.
+UPLOAD_FORM = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {
+        "title": "Body_upload_slide_slides_post", "type": "object", "required": ["slide_file"],
+        "properties": {
+            "slide_file": {"type": "string", "contentMediaType": "application/octet-stream", "title": "Slide File",
+                           "description": "Aperio SVS, tiled TIFF, NDPI, SCN, BIF, Philips TIFF…"},
+            "question": {"anyOf": [{"type": "string"}, {"type": "null"}], "title": "Question",
+                         "description": "Asked of every tile; defaults to the colorectal-cancer question"},
+        },
+    }},
+    "application/json": {"schema": {"$ref": "#/components/schemas/StartSlide"}},
+}}}
 
 @router.post(
     "",
     status_code=202,
     response_model=SlideJob,
-    responses=error_responses(400, 401, 413, 415, 422, 503),
+    responses=error_responses(400, 401, 403, 404, 413, 415, 422, 503),
     summary="Upload a whole slide; it is scored tile by tile in the background",
     openapi_extra=UPLOAD_FORM,
 )
@@ -44,37 +57,88 @@ async def upload_slide(request: Request, response: Response, jobs: Jobs) -> Slid
     """202 with the job at once: tiles done / total and ETA by polling `GET /slides/{id}` or
     the event stream. Limits: MAX_SLIDE_MB, MAX_SLIDE_TILES tissue tiles. A screening aid.
 
+    multipart/form-data: the slide itself (under Cloud Run's 32 MiB request cap). JSON: a slide
+    already in Cloud Storage, by `upload_id` (POST /slides/uploads) or `slide_uri` (gs://).
     The queue place is taken before the body is read (a full queue answers 503 at once), the
-    slide streams straight into the job's directory, and a refused or failed upload leaves
-    nothing behind."""
+    slide streams straight into the store, and a refused upload leaves nothing behind."""
     settings = request.app.state.settings
     with jobs.reserve():
-        job_id = jobs.store.new_job()
-        path = None
-
-        def place(filename: str) -> Path:
-            nonlocal path
-            suffix = PurePath(filename).suffix.lower()
-            path = jobs.store.slide_path(job_id, suffix if suffix in SUFFIXES else "")
-            return path
-
+        if request.headers.get("content-type", "").startswith("application/json"):
+            start = await _start_request(request)
+            question = asked_question(start.question, settings.max_question_chars)
+            if start.upload_id is not None:
+                job_id, slide, owned = start.upload_id, await jobs.uploaded_slide(start.upload_id), True
+            else:
+                await jobs.outside_slide(start.slide_uri)
+                job_id, slide, owned = jobs.store.new_job_id(), start.slide_uri, False
+        else:
+            job_id, owned = jobs.store.new_job_id(), True
+            slide, question = await _receive_slide(request, jobs, job_id)
         try:
-            fields = await receive_file(request, "slide_file", place, settings.max_slide_bytes,
-                                        "The slide is larger than this service accepts (see MAX_SLIDE_MB).")
-            question = asked_question(fields.get("question"), settings.max_question_chars)
-            plan = await plan_slide(path, settings)
-            job = jobs.accept(job_id, path, question, plan)
+            async with local_copy(jobs.store, slide) as path:
+                plan = await plan_slide(path, settings)
+            snapshot = await jobs.accept(job_id, slide, owned, question, plan)
         except BaseException:
-            jobs.store.delete(job_id)
+            await asyncio.to_thread(jobs.store.delete_job, job_id)  # an outside gs:// slide is not the job's
             raise
-    response.headers["Location"] = _url(job)
-    return _view(jobs, job)
+    response.headers["Location"] = _url(job_id)
+    return _view(jobs, snapshot)
+
+
+async def _receive_slide(request: Request, jobs: SlideJobs, job_id: str) -> tuple[str, str]:
+    """The multipart form's slide streamed into the store: (its key, the question)."""
+    settings = request.app.state.settings
+    target: dict = {}
+
+    async def place(filename: str):
+        target["key"] = jobs.slide_key(job_id, filename)
+        target["writer"] = jobs.store.writer(target["key"])
+        return await asyncio.to_thread(target["writer"].__enter__)
+
+    try:
+        fields = await receive_file(request, "slide_file", place, settings.max_slide_bytes,
+                                    "The slide is larger than this service accepts (see MAX_SLIDE_MB).")
+        question = asked_question(fields.get("question"), settings.max_question_chars)
+    except BaseException as error:
+        if "writer" in target:  # nothing is left in the store
+            await asyncio.to_thread(target["writer"].__exit__, type(error), error, error.__traceback__)
+        await asyncio.to_thread(jobs.store.delete_job, job_id)
+        raise
+    await asyncio.to_thread(target["writer"].__exit__, None, None, None)
+    return target["key"], question
+
+
+async def _start_request(request: Request) -> StartSlide:
+    body = await request.body()
+    if len(body) > MAX_JSON_BYTES:
+        raise RequestValidationError([{"loc": ("body",), "msg": "body too long", "type": "value_error"}])
+    try:
+        return StartSlide.model_validate_json(body)
+    except ValidationError as error:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in error.errors(include_url=False, include_context=False)]
+        ) from None
+
+
+@router.post(
+    "/uploads",
+    status_code=201,
+    response_model=SlideUpload,
+    responses=error_responses(400, 401, 409, 413, 415, 422, 503),
+    summary="Open a direct upload of a slide to Cloud Storage (past the 32 MiB request cap)",
+)
+async def open_upload(upload: SlideUploadRequest, request: Request, jobs: Jobs) -> SlideUpload:
+    """A resumable upload session for one slide: PUT its bytes to `upload_url` in chunks, then
+    start the job with `POST /slides` and `{"upload_id": ...}`. 409 when SLIDE_STORE is not
+    Cloud Storage (send a multipart POST /slides instead)."""
+    upload_id, url = await jobs.open_upload(upload.filename, upload.size, request.headers.get("origin"))
+    return SlideUpload(upload_id=upload_id, upload_url=url, chunk_bytes=UPLOAD_CHUNK_BYTES)
 
 
 @router.get("/{job_id}", response_model=SlideJob, responses=error_responses(401, 404, 422), summary="A slide job's state")
 async def get_slide(job_id: JobId, jobs: Jobs) -> SlideJob:
     """Status, tiles done / total, ETA; once done, the summary and where the results are."""
-    return _view(jobs, jobs.get(job_id))
+    return _view(jobs, await jobs.get(job_id))
 
 
 @router.get(
@@ -88,14 +152,14 @@ async def get_slide(job_id: JobId, jobs: Jobs) -> SlideJob:
 )
 async def slide_events(job_id: JobId, jobs: Jobs) -> StreamingResponse:
     """One event per change (data: the SlideJob JSON); the stream ends with the final state."""
-    job = jobs.get(job_id)
+    await jobs.get(job_id)  # 404 before the stream starts
 
     async def stream():
-        async for changed in jobs.updates(job):
-            if changed is None:
+        async for snapshot in jobs.updates(job_id):
+            if snapshot is None:
                 yield ": keep-alive\n\n"
                 continue
-            view = _view(jobs, changed)
+            view = _view(jobs, snapshot)
             name = view.status if view.status in FINISHED else "progress"
             yield f"event: {name}\ndata: {view.model_dump_json()}\n\n"
 
@@ -105,24 +169,18 @@ async def slide_events(job_id: JobId, jobs: Jobs) -> StreamingResponse:
 
 @router.delete("/{job_id}", response_model=SlideJob, responses=error_responses(401, 404, 422), summary="Cancel a slide job")
 async def cancel_slide(job_id: JobId, jobs: Jobs) -> SlideJob:
-    """Cancels a queued or running job; on a finished job, deletes its results now."""
-    job = await jobs.cancel(job_id)
-    return _view(jobs, job)
+    """Cancels a queued or running job, wherever it runs; on a finished job, deletes its results now."""
+    return _view(jobs, await jobs.cancel(job_id))
 
 
 @router.get("/{job_id}/tiles", response_model=SlideTiles, responses=error_responses(401, 404, 409, 422),
             summary="Every scored tile: level-0 position, size, tissue fraction, P(yes)")
 async def slide_tiles(job_id: JobId, jobs: Jobs) -> SlideTiles:
     """Coordinates are level-0 pixels of the slide."""
-    job = _done(jobs, job_id)
-    try:
-        tiles = await asyncio.to_thread(jobs.store.read_tiles, job.id)
-    except FileNotFoundError:  # expired between the lookup and the read
-        raise SlideNotFound() from None
+    job, data = await jobs.result(job_id, TILES)
     return SlideTiles(
-        id=job.id, width=job.plan.info.width, height=job.plan.info.height,
-        threshold=jobs.settings.slide_threshold, tiles=[SlideTile(**tile) for tile in tiles],
-        disclaimer=DISCLAIMER,
+        id=job.id, width=job.info["width"], height=job.info["height"], threshold=job.threshold,
+        tiles=[SlideTile(**tile) for tile in json.loads(data)], disclaimer=DISCLAIMER,
     )
 
 
@@ -138,31 +196,21 @@ async def slide_heatmap(
     legend: Annotated[bool, Query(description="false: the overlay alone, the thumbnail's exact size")] = True,
 ) -> Response:
     """Viridis from P(yes)=0 to 1; tiles at or above the threshold outlined in white."""
-    job = _done(jobs, job_id)
-    try:
-        data = await asyncio.to_thread(jobs.store.read_heatmap, job.id, legend)
-    except FileNotFoundError:  # expired between the lookup and the read
-        raise SlideNotFound() from None
+    _, data = await jobs.result(job_id, HEATMAP if legend else OVERLAY)
     return Response(data, media_type="image/png")
 
 
-def _done(jobs: SlideJobs, job_id: str) -> Job:
-    job = jobs.get(job_id)
-    if job.status != "done":
-        raise ResultsNotReady()
-    return job
+def _url(job_id: str) -> str:
+    return f"/slides/{job_id}"
 
 
-def _url(job: Job) -> str:
-    return f"/slides/{job.id}"
-
-
-def _view(jobs: SlideJobs, job: Job) -> SlideJob:
+def _view(jobs: SlideJobs, snapshot: Snapshot) -> SlideJob:
+    job = snapshot.job
     done = job.status == "done"
     return SlideJob(
-        id=job.id, status=job.status, question=job.question, slide=job.plan.info,
-        progress=jobs.progress(job), summary=job.summary, error=job.error,
-        heatmap_url=f"{_url(job)}/heatmap.png" if done else None,
-        tiles_url=f"{_url(job)}/tiles" if done else None,
+        id=job.id, status=job.status, question=job.question, slide=SlideInfo(**job.info),
+        progress=jobs.progress(snapshot), summary=SlideSummary(**job.summary) if job.summary else None,
+        error=job.error, heatmap_url=f"{_url(job.id)}/heatmap.png" if done else None,
+        tiles_url=f"{_url(job.id)}/tiles" if done else None,
         expires_in_s=jobs.expires_in_s(job), model=jobs.model, disclaimer=DISCLAIMER,
     )

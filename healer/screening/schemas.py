@@ -31,9 +31,18 @@ class ModelCard(BaseModel):
         return cls(**fields)
 
 
+class SlideService(BaseModel):
+    upload: Literal["bucket", "form"] = Field(
+        description="bucket: send slides straight to Cloud Storage (POST /slides/uploads, then POST "
+        "/slides with the upload id); form: a multipart POST /slides"
+    )
+    max_slide_mb: float
+
+
 class Health(BaseModel):
     status: Literal["ok"]
     model: ModelCard
+    slides: SlideService
     disclaimer: str
 
 

@@ -20,7 +20,7 @@ from healer.screening.cache import LRUCache, cache_key
 from healer.model.engine import Engine, Query
 from healer.screening.images import decode_image
 from healer.screening.prompts import DISCLAIMER
-from healer.screening.schemas import Health, ModelCard, Prediction
+from healer.screening.schemas import Health, ModelCard, Prediction, SlideService
 from healer.settings import Settings
 
 
@@ -43,7 +43,9 @@ class ScreeningService:
         self._decoding = asyncio.Semaphore(settings.decode_workers)  # full-size images in memory at once
 
     def health(self) -> Health:
-        return Health(status="ok", model=self.model_card, disclaimer=DISCLAIMER)
+        bucket = (self.settings.slide_store or "").startswith("gs://")
+        slides = SlideService(upload="bucket" if bucket else "form", max_slide_mb=self.settings.max_slide_mb)
+        return Health(status="ok", model=self.model_card, slides=slides, disclaimer=DISCLAIMER)
 
     async def predict(self, data: bytes, question: str, explain: bool = True) -> Prediction:
         started = time.perf_counter()

@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from healer.screening.schemas import ModelCard
 
@@ -75,3 +75,32 @@ class SlideTiles(BaseModel):
     threshold: float
     tiles: list[SlideTile]
     disclaimer: str
+
+
+class SlideUploadRequest(BaseModel):
+    filename: str = Field(min_length=1, max_length=255, description="The slide's file name; its suffix says the format")
+    size: int = Field(gt=0, description="Bytes the client will send")
+
+
+class SlideUpload(BaseModel):
+    upload_id: str = Field(description="Start the job with it once every byte is sent: POST /slides")
+    upload_url: str = Field(
+        description="Cloud Storage resumable upload session: PUT the bytes in chunks with Content-Range; "
+        "a status query (empty PUT, `Content-Range: bytes */SIZE`) says what arrived after a dropped connection"
+    )
+    chunk_bytes: int = Field(description="Chunk size to send (a multiple of 256 KiB; the last may be shorter)")
+
+
+class StartSlide(BaseModel):
+    """A slide already in Cloud Storage: a finished direct upload, or an object the service may read."""
+
+    upload_id: str | None = Field(None, pattern="^[0-9a-f]{32}$", description="From POST /slides/uploads")
+    slide_uri: str | None = Field(None, pattern=r"^gs://[a-z0-9][a-z0-9._-]{1,221}/.+",
+                                  description="gs://bucket/path of a slide the service account may read")
+    question: str | None = Field(None, description="Asked of every tile; defaults to the colorectal-cancer question")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "StartSlide":
+        if (self.upload_id is None) == (self.slide_uri is None):
+            raise ValueError("give exactly one of upload_id and slide_uri")
+        return self

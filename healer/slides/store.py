@@ -1,60 +1,185 @@
-"""Where a slide job's files live: one directory per job under SLIDE_JOBS_DIR.
+"""Where everything of a slide job lives, shared by every instance and every worker task.
 
-    <root>/<job id>/slide.<suffix>   the upload, deleted once scored
-                    tiles.json       every scored tile (position, size, tissue, P(yes), answer mass)
-                    overlay.png      the heatmap alone, the thumbnail's size
-                    heatmap.png      the heatmap with its legend
+    SLIDE_STORE=/some/dir          LocalStore: a directory (the default: a temporary one)
+    SLIDE_STORE=gs://bucket/prefix GcsStore (healer.slides.gcs): Cloud Storage, strongly consistent
 
-The job id is a random 128-bit hex string: the only key to a patient's results.
+Keys are `<job id>/<name>`; the layout of a job is healer.slides.state's business. The job's
+state changes only by compare-and-swap (`update`), so two instances, or an instance and a
+worker task, never overwrite each other's change.
 """
 
+import fcntl
 import json
+import os
 import shutil
 import tempfile
-import time
 import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
+
+from healer.errors import DirectUploadUnavailable
+
+Change = Callable[[dict | None], dict | None]  # the value now (None: absent) → the new one (None: leave it)
 
 
-class JobStore:
+class Store(ABC):
+    url: str  # what SLIDE_STORE says; workers are handed the same
+
+    def new_job_id(self) -> str:
+        """A random 128-bit hex id: the only key to a patient's results."""
+        return uuid.uuid4().hex
+
+    @abstractmethod
+    def write(self, key: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    def read(self, key: str) -> bytes:
+        """Raises FileNotFoundError when the object is not there."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Nothing happens when the object is already gone."""
+
+    @abstractmethod
+    def update(self, key: str, change: Change) -> dict | None:
+        """Compare-and-swap on a JSON object: `change` is called with the value now (retried when
+        another writer got there first); returns the value written, or None when `change` left it."""
+
+    @abstractmethod
+    def keys(self, prefix: str) -> list[str]:
+        """Every key under `prefix`, sorted."""
+
+    @abstractmethod
+    def job_ids(self) -> dict[str, float]:
+        """Every job with anything stored, and when its newest object was written (Unix time)."""
+
+    @abstractmethod
+    def delete_job(self, job_id: str) -> None: ...
+
+    @abstractmethod
+    def size(self, ref: str) -> int | None:
+        """Bytes of a key (or of a gs:// URI, on Cloud Storage); None when it is not there."""
+
+    @abstractmethod
+    @contextmanager
+    def writer(self, key: str) -> Iterator[BinaryIO]:
+        """A file to stream an upload into; nothing is left at `key` when the block raises."""
+
+    @abstractmethod
+    @contextmanager
+    def local_file(self, ref: str) -> Iterator[Path]:
+        """A path OpenSlide can read for a key (or a gs:// URI): the file itself when the store
+        is on this machine, else a copy removed when the block ends."""
+
+    def read_json(self, key: str) -> dict:
+        return json.loads(self.read(key))
+
+    def write_json(self, key: str, value: dict) -> None:
+        self.write(key, json.dumps(value, separators=(",", ":")).encode())
+
+    def upload_session(self, key: str, size: int, origin: str | None) -> str:
+        """A resumable upload URL the client feeds the object to (Cloud Storage only)."""
+        raise DirectUploadUnavailable()
+
+    def close(self) -> None:
+        pass
+
+
+class LocalStore(Store):
+    """A directory; compare-and-swap under an advisory lock, writes by atomic rename, so several
+    processes on one machine (service instances, worker processes) can share it."""
+
     def __init__(self, root: Path | None):
         self._owns_root = root is None  # a temporary root is deleted with the store
-        self.root = root or Path(tempfile.mkdtemp(prefix="healer-slides-"))
+        self.root = Path(root or tempfile.mkdtemp(prefix="healer-slides-"))
         self.root.mkdir(parents=True, exist_ok=True)
+        self.url = str(self.root)
 
-    def new_job(self) -> str:
-        job_id = uuid.uuid4().hex
-        (self.root / job_id).mkdir()
-        return job_id
+    def _path(self, key: str) -> Path:
+        return self.root / key
 
-    def slide_path(self, job_id: str, suffix: str) -> Path:
-        return self.root / job_id / f"slide{suffix}"
+    def write(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+        partial.write_bytes(data)
+        os.replace(partial, path)
 
-    def write_results(self, job_id: str, tiles: list[dict], overlay_png: bytes, heatmap_png: bytes) -> None:
-        directory = self.root / job_id
-        (directory / "tiles.json").write_text(json.dumps(tiles))
-        (directory / "overlay.png").write_bytes(overlay_png)
-        (directory / "heatmap.png").write_bytes(heatmap_png)
+    def read(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
 
-    def read_tiles(self, job_id: str) -> list[dict]:
-        """Raises FileNotFoundError once the results are gone."""
-        return json.loads((self.root / job_id / "tiles.json").read_text())
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
 
-    def read_heatmap(self, job_id: str, legend: bool) -> bytes:
-        """Raises FileNotFoundError once the results are gone."""
-        return (self.root / job_id / ("heatmap.png" if legend else "overlay.png")).read_bytes()
+    def update(self, key: str, change: Change) -> dict | None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_name(f".{path.name}.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                now = json.loads(path.read_bytes())
+            except FileNotFoundError:
+                now = None
+            new = change(now)
+            if new is not None:
+                self.write_json(key, new)
+            return new
 
-    def delete(self, job_id: str) -> None:
+    def keys(self, prefix: str) -> list[str]:
+        base = self._path(prefix)
+        directory = base if prefix.endswith("/") else base.parent
+        if not directory.is_dir():
+            return []
+        found = (p.relative_to(self.root).as_posix() for p in directory.rglob("*") if p.is_file())
+        return sorted(k for k in found if k.startswith(prefix) and not Path(k).name.startswith("."))
+
+    def job_ids(self) -> dict[str, float]:
+        jobs = {}
+        for directory in self.root.iterdir():
+            if directory.is_dir() and not directory.name.startswith("."):
+                times = [p.stat().st_mtime for p in directory.rglob("*")] or [directory.stat().st_mtime]
+                jobs[directory.name] = max(times)
+        return jobs
+
+    def delete_job(self, job_id: str) -> None:
         shutil.rmtree(self.root / job_id, ignore_errors=True)
 
-    def remove_leftovers(self, older_than_s: float, keep: set[str]) -> None:
-        """Job directories a previous process left behind, once past the TTL (their jobs died
-        with that process; younger ones may belong to a sibling sharing the directory)."""
-        expiry = time.time() - older_than_s
-        for path in self.root.iterdir():
-            if path.is_dir() and path.name not in keep and path.stat().st_mtime < expiry:
-                shutil.rmtree(path, ignore_errors=True)
+    def size(self, ref: str) -> int | None:
+        try:
+            return self._path(ref).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    @contextmanager
+    def writer(self, key: str) -> Iterator[BinaryIO]:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(path, "wb") as file:
+                yield file
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+
+    @contextmanager
+    def local_file(self, ref: str) -> Iterator[Path]:
+        path = self._path(ref)
+        if not path.is_file():
+            raise FileNotFoundError(ref)
+        yield path
 
     def close(self) -> None:
         if self._owns_root:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+def open_store(url: str | None, mount: Path | None = None) -> Store:
+    """SLIDE_STORE as a store: gs://bucket/prefix or a directory (None: a temporary one)."""
+    if url and url.startswith("gs://"):
+        from healer.slides.gcs import GcsStore  # the Cloud Storage client loads only when used
+
+        return GcsStore(url, mount)
+    return LocalStore(Path(url) if url else None)
