@@ -7,11 +7,18 @@
 # A redeploy loses nothing: environment variables and secrets are updated, never replaced, so
 # API_KEY, CORS_ORIGINS and anything set by hand survive; each profile sets or clears every flag
 # the other one sets, so a CPU deploy after a GPU deploy removes the GPU. The service runs as its
-# own service account (SERVICE_ACCOUNT, created when missing) with no project roles: it may only
-# read the API key secret. It is private by default; ALLOW_UNAUTHENTICATED=true makes it public,
-# and only with API_KEY_SECRET (a Secret Manager secret holding the key callers send).
+# own service account (SERVICE_ACCOUNT, created when missing) with no project roles: it may read
+# the API key secret and use the slide bucket and job below, nothing else. It is private by
+# default; ALLOW_UNAUTHENTICATED=true makes it public, and only with API_KEY_SECRET (a Secret
+# Manager secret holding the key callers send).
 # Sizes come from measurements of the full model (docs/deploy.md): on CPU, int8 peaked at
 # ~10.7 GiB answering a batch of four (~6 GiB between answers), bf16 at ~9.6 GiB.
+#
+# Slides at scale (docs/deploy.md): a Cloud Storage bucket holds every slide job (SLIDE_STORE), its
+# objects deleted after SLIDE_RESULT_DAYS; a Cloud Run Job of the same image and profile scores a
+# slide's tiles, one execution per slide, as its own account (SLIDE_JOB_ACCOUNT). The service may
+# read and write the bucket's objects, run that one job with overrides and read its executions;
+# the job may read and write the bucket's objects. No grant is project-wide.
 set -euo pipefail
 
 # shellcheck source=scripts/gcloud-preflight.sh
@@ -32,6 +39,22 @@ CONCURRENCY=${CONCURRENCY:-$((MAX_QUEUE + MAX_BATCH_SIZE))}
 # The app gives up on a request (its own 504 with a JSON body, and the queue place freed) this
 # many seconds before Cloud Run would cut it off: time to read the upload, answer and send it.
 TIMEOUT_MARGIN_S=${TIMEOUT_MARGIN_S:-10}
+# Slides at scale. SLIDE_BUCKET should hold nothing but Healer's slides: deploy.sh sets its
+# lifecycle and CORS configuration, replacing any other rules (the lifecycle rule only deletes
+# objects under slides/, so nothing else there is deleted).
+SLIDE_BUCKET=${SLIDE_BUCKET:-$PROJECT_ID-healer-slides}
+SLIDE_BUCKET=${SLIDE_BUCKET#gs://}
+SLIDE_BUCKET=${SLIDE_BUCKET%/}
+SLIDE_RESULT_DAYS=${SLIDE_RESULT_DAYS:-1}  # Cloud Storage lifecycle ages count whole days
+SLIDE_JOB_NAME=${SLIDE_JOB_NAME:-$SERVICE_NAME-slides}
+SLIDE_JOB_ACCOUNT=${SLIDE_JOB_ACCOUNT:-healer-slides@$PROJECT_ID.iam.gserviceaccount.com}
+SLIDE_MAX_RETRIES=${SLIDE_MAX_RETRIES:-3}  # a retried task resumes from its shard in the store
+PAGE_ORIGIN=${PAGE_ORIGIN:-}  # origins the page uploads from; default: the service's URL (it serves /app)
+SLIDE_STORE="gs://$SLIDE_BUCKET/slides"
+SLIDE_CLOUD_RUN_JOB="projects/$PROJECT_ID/locations/$REGION/jobs/$SLIDE_JOB_NAME"
+# Settings the job's worker must share with the service (same model, same answers), passed to
+# both when set here: a slide scored by the job reads as if the service had scored it.
+SHARED_SETTINGS=(MODEL_DIR ADAPTER_DIR THRESHOLD MIN_ANSWER_MASS SLIDE_BATCH_SIZE SLIDE_THRESHOLD SLIDE_TOP_K)
 
 case $PROFILE in
   cpu)
@@ -47,6 +70,9 @@ case $PROFILE in
     CLOUD_RUN_TIMEOUT=${CLOUD_RUN_TIMEOUT:-600}
     # Clears what a GPU deploy of the same service set: gcloud keeps every flag not given.
     profile_flags=(--gpu 0 --cpu-throttling)
+    job_profile_flags=(--gpu 0)
+    # 100 tiles per task (SLIDE_TILES_PER_TASK) at tens of seconds per tile on CPU.
+    SLIDE_TASK_TIMEOUT=${SLIDE_TASK_TIMEOUT:-10800}
     ;;
   gpu)
     IMAGE_NAME=${IMAGE_NAME:-healer-medgemma-gpu}
@@ -65,6 +91,8 @@ case $PROFILE in
       *) die "GPU_ZONAL_REDUNDANCY must be true or false, not '$GPU_ZONAL_REDUNDANCY'" ;;
     esac
     profile_flags=(--gpu 1 --gpu-type nvidia-l4 --no-cpu-throttling "$redundancy_flag")
+    job_profile_flags=(--gpu 1 --gpu-type nvidia-l4 "$redundancy_flag")
+    SLIDE_TASK_TIMEOUT=${SLIDE_TASK_TIMEOUT:-3600}
     ;;
   *) die "PROFILE must be cpu or gpu, not '$PROFILE'" ;;
 esac
@@ -80,6 +108,12 @@ fi
 [[ $MIN_INSTANCES =~ ^[0-9]+$ ]] || die "MIN_INSTANCES must be a whole number, not '$MIN_INSTANCES'"
 [[ $CLOUD_RUN_TIMEOUT =~ ^[0-9]+$ && $TIMEOUT_MARGIN_S =~ ^[0-9]+$ ]] \
   || die "CLOUD_RUN_TIMEOUT and TIMEOUT_MARGIN_S must be whole numbers of seconds"
+[[ $SLIDE_BUCKET =~ ^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$ ]] \
+  || die "SLIDE_BUCKET must be a bucket name (lower-case letters, digits, - _ .), not '$SLIDE_BUCKET'"
+[[ $SLIDE_RESULT_DAYS =~ ^[1-9][0-9]*$ ]] \
+  || die "SLIDE_RESULT_DAYS must be a whole number of days, at least 1, not '$SLIDE_RESULT_DAYS'"
+[[ $SLIDE_TASK_TIMEOUT =~ ^[1-9][0-9]*$ && $SLIDE_MAX_RETRIES =~ ^[0-9]+$ ]] \
+  || die "SLIDE_TASK_TIMEOUT (seconds) and SLIDE_MAX_RETRIES must be whole numbers"
 app_timeout=$((CLOUD_RUN_TIMEOUT - TIMEOUT_MARGIN_S))
 ((app_timeout > 0)) \
   || die "CLOUD_RUN_TIMEOUT ($CLOUD_RUN_TIMEOUT s) must exceed TIMEOUT_MARGIN_S ($TIMEOUT_MARGIN_S s)"
@@ -90,12 +124,42 @@ if [[ $PROFILE == gpu ]] && ((MIN_INSTANCES > 0)); then
 fi
 
 IMAGE="$REGION-docker.pkg.dev/$PROJECT_ID/$REPOSITORY_NAME/$IMAGE_NAME:$IMAGE_TAG"
-gcloud artifacts docker images describe "$IMAGE" --project "$PROJECT_ID" >/dev/null 2>&1 \
-  || die "image $IMAGE not found: build it first with PROFILE=$PROFILE ./build.sh"
+workdir=$(mktemp -d)
+trap 'rm -rf "$workdir"' EXIT
 
-ensure_service_account "$SERVICE_ACCOUNT" "Healer service (reads its API key secret, nothing else)"
+# origins_json "A,B": the CORS origins as a JSON list; each must be scheme://host[:port].
+origins_json() {
+  local origin list=() origins
+  IFS=, read -ra origins <<<"$1"
+  for origin in "${origins[@]}"; do
+    origin=${origin%/}
+    [[ $origin =~ ^https?://[A-Za-z0-9.:-]+$ ]] \
+      || die "PAGE_ORIGIN must list origins like https://lab.example (no path), not '$origin'"
+    list+=("\"$origin\"")
+  done
+  local IFS=,
+  echo "[${list[*]}]"
+}
+[[ -z $PAGE_ORIGIN ]] || origins_json "$PAGE_ORIGIN" >/dev/null  # a bad origin stops the deploy early
+
+# shared_env: VAR=value,... for QUANTIZATION and each of SHARED_SETTINGS that is set here.
+shared_env() {
+  local name env="QUANTIZATION=$QUANTIZATION"
+  for name in "${SHARED_SETTINGS[@]}"; do
+    [[ -z ${!name:-} ]] || env+=",$name=${!name}"
+  done
+  echo "$env"
+}
+
+check_image() {
+  gcloud artifacts docker images describe "$IMAGE" --project "$PROJECT_ID" >/dev/null 2>&1 \
+    || die "image $IMAGE not found: build it first with PROFILE=$PROFILE ./build.sh"
+}
+
+# grant_api_key_secret: the service alone may read the key; sets secret_flags for the deploy.
 secret_flags=()
-if [[ -n $API_KEY_SECRET ]]; then
+grant_api_key_secret() {
+  [[ -n $API_KEY_SECRET ]] || return 0
   gcloud secrets describe "$API_KEY_SECRET" --project "$PROJECT_ID" >/dev/null 2>&1 \
     || die "secret $API_KEY_SECRET not found in $PROJECT_ID: create it with
   openssl rand -hex 32 | tr -d '\n' | gcloud secrets create $API_KEY_SECRET --data-file=- --project $PROJECT_ID"
@@ -103,27 +167,114 @@ if [[ -n $API_KEY_SECRET ]]; then
     --member "serviceAccount:$SERVICE_ACCOUNT" --role roles/secretmanager.secretAccessor >/dev/null
   # --update-secrets, like --update-env-vars: other secrets mounted by hand stay.
   secret_flags=(--update-secrets "API_KEY=$API_KEY_SECRET:latest")
-fi
+}
 
-echo "Deploying $SERVICE_NAME ($PROFILE) from $IMAGE as $SERVICE_ACCOUNT"
-gcloud run deploy "$SERVICE_NAME" \
-  --project "$PROJECT_ID" \
-  --region "$REGION" \
-  --image "$IMAGE" \
-  --service-account "$SERVICE_ACCOUNT" \
-  --port 8080 \
-  --cpu "$CPU" \
-  --memory "$MEMORY" \
-  --concurrency "$CONCURRENCY" \
-  --min-instances "$MIN_INSTANCES" \
-  --max-instances "$MAX_INSTANCES" \
-  --timeout "$CLOUD_RUN_TIMEOUT" \
-  --cpu-boost \
-  --startup-probe "httpGet.path=/,httpGet.port=8080,initialDelaySeconds=$probe_delay,periodSeconds=10,timeoutSeconds=5,failureThreshold=$probe_failures" \
-  --update-env-vars "QUANTIZATION=$QUANTIZATION,MAX_QUEUE=$MAX_QUEUE,MAX_BATCH_SIZE=$MAX_BATCH_SIZE,REQUEST_TIMEOUT_S=$app_timeout" \
-  ${secret_flags[@]+"${secret_flags[@]}"} \
-  "${profile_flags[@]}" \
-  "$access_flag"
+# ensure_slide_bucket: an existing bucket is used as it is; a new one is private, in REGION,
+# without soft delete (a deleted slide is gone, not kept and billed for another week).
+ensure_slide_bucket() {
+  if gcloud storage buckets describe "gs://$SLIDE_BUCKET" --project "$PROJECT_ID" >/dev/null 2>&1; then
+    echo "Slides in gs://$SLIDE_BUCKET (existing bucket)"
+    return
+  fi
+  echo "Creating bucket gs://$SLIDE_BUCKET in $REGION for slides"
+  gcloud storage buckets create "gs://$SLIDE_BUCKET" --project "$PROJECT_ID" --location "$REGION" \
+    --uniform-bucket-level-access --public-access-prevention >/dev/null
+  gcloud storage buckets update "gs://$SLIDE_BUCKET" --project "$PROJECT_ID" --clear-soft-delete >/dev/null
+}
 
-gcloud run services describe "$SERVICE_NAME" --project "$PROJECT_ID" --region "$REGION" \
-  --format 'value(status.url)'
+# set_slide_lifecycle: every object under slides/ (uploads, job state, results) is deleted
+# SLIDE_RESULT_DAYS after it was written, whether or not the service deleted it first.
+set_slide_lifecycle() {
+  local file=$workdir/lifecycle.json
+  printf '{"lifecycle": {"rule": [{"action": {"type": "Delete"}, "condition": {"age": %s, "matchesPrefix": ["slides/"]}}]}}\n' \
+    "$SLIDE_RESULT_DAYS" >"$file"
+  gcloud storage buckets update "gs://$SLIDE_BUCKET" --project "$PROJECT_ID" --lifecycle-file="$file" >/dev/null
+}
+
+# set_slide_cors ORIGINS: the page's browser PUTs a slide straight to its upload session and
+# reads the Range header of each 308 to resume.
+set_slide_cors() {
+  local file=$workdir/cors.json origins
+  origins=$(origins_json "$1")
+  printf '[{"origin": %s, "method": ["PUT", "POST", "GET", "DELETE", "OPTIONS"], "responseHeader": ["Content-Type", "Content-Range", "Range", "Location", "X-GUploader-UploadID"], "maxAgeSeconds": 3600}]\n' \
+    "$origins" >"$file"
+  gcloud storage buckets update "gs://$SLIDE_BUCKET" --project "$PROJECT_ID" --cors-file="$file" >/dev/null
+}
+
+# grant_bucket_objects ACCOUNT: read, write and delete objects in the slide bucket, nothing else.
+grant_bucket_objects() {
+  gcloud storage buckets add-iam-policy-binding "gs://$SLIDE_BUCKET" --project "$PROJECT_ID" \
+    --member "serviceAccount:$1" --role roles/storage.objectUser >/dev/null
+}
+
+# deploy_slide_job: the same image and profile as the service; each task runs
+# `python -m healer.slides.worker JOB_ID` (the service appends the id when it runs the job).
+deploy_slide_job() {
+  echo "Deploying job $SLIDE_JOB_NAME ($PROFILE) from $IMAGE as $SLIDE_JOB_ACCOUNT"
+  gcloud run jobs deploy "$SLIDE_JOB_NAME" \
+    --project "$PROJECT_ID" \
+    --region "$REGION" \
+    --image "$IMAGE" \
+    --service-account "$SLIDE_JOB_ACCOUNT" \
+    --command python \
+    --args=-m,healer.slides.worker \
+    --cpu "$CPU" \
+    --memory "$MEMORY" \
+    --max-retries "$SLIDE_MAX_RETRIES" \
+    --task-timeout "${SLIDE_TASK_TIMEOUT}s" \
+    --update-env-vars "$(shared_env),SLIDE_STORE=$SLIDE_STORE" \
+    "${job_profile_flags[@]}" >/dev/null
+}
+
+# grant_job_execution: the service may run this job with overrides (task count, args) and
+# cancel its executions (run.jobsExecutorWithOverrides), and read them (run.viewer: the executor
+# role has no run.executions.get). Both on this one job.
+grant_job_execution() {
+  local role
+  for role in roles/run.jobsExecutorWithOverrides roles/run.viewer; do
+    gcloud run jobs add-iam-policy-binding "$SLIDE_JOB_NAME" --project "$PROJECT_ID" --region "$REGION" \
+      --member "serviceAccount:$SERVICE_ACCOUNT" --role "$role" >/dev/null
+  done
+}
+
+deploy_service() {
+  echo "Deploying $SERVICE_NAME ($PROFILE) from $IMAGE as $SERVICE_ACCOUNT"
+  gcloud run deploy "$SERVICE_NAME" \
+    --project "$PROJECT_ID" \
+    --region "$REGION" \
+    --image "$IMAGE" \
+    --service-account "$SERVICE_ACCOUNT" \
+    --port 8080 \
+    --cpu "$CPU" \
+    --memory "$MEMORY" \
+    --concurrency "$CONCURRENCY" \
+    --min-instances "$MIN_INSTANCES" \
+    --max-instances "$MAX_INSTANCES" \
+    --timeout "$CLOUD_RUN_TIMEOUT" \
+    --cpu-boost \
+    --startup-probe "httpGet.path=/,httpGet.port=8080,initialDelaySeconds=$probe_delay,periodSeconds=10,timeoutSeconds=5,failureThreshold=$probe_failures" \
+    --update-env-vars "$(shared_env),MAX_QUEUE=$MAX_QUEUE,MAX_BATCH_SIZE=$MAX_BATCH_SIZE,REQUEST_TIMEOUT_S=$app_timeout,SLIDE_STORE=$SLIDE_STORE,SLIDE_RUNNER=cloud-run-job,SLIDE_CLOUD_RUN_JOB=$SLIDE_CLOUD_RUN_JOB" \
+    ${secret_flags[@]+"${secret_flags[@]}"} \
+    "${profile_flags[@]}" \
+    "$access_flag"
+}
+
+service_url() {
+  gcloud run services describe "$SERVICE_NAME" --project "$PROJECT_ID" --region "$REGION" \
+    --format 'value(status.url)'
+}
+
+check_image
+ensure_service_account "$SERVICE_ACCOUNT" "Healer service (its key secret, the slide bucket's objects, its slide job)"
+ensure_service_account "$SLIDE_JOB_ACCOUNT" "Healer slide job (the slide bucket's objects, nothing else)"
+grant_api_key_secret
+ensure_slide_bucket
+set_slide_lifecycle
+grant_bucket_objects "$SERVICE_ACCOUNT"
+grant_bucket_objects "$SLIDE_JOB_ACCOUNT"
+deploy_slide_job
+grant_job_execution
+deploy_service
+url=$(service_url)
+set_slide_cors "${PAGE_ORIGIN:-$url}"
+echo "$url"

@@ -1,15 +1,17 @@
 """build.sh and deploy.sh against a fake `gcloud` that records every call.
 
-PATH holds only the fake gcloud and the few tools the scripts use (bash, git, dirname, date, cat),
-so the real gcloud on a developer's machine is never reached. The fake answers like gcloud:
-`auth list` prints the active account (FAKE_ACCOUNT), `config get-value project` the project
-(FAKE_PROJECT), and `describe` fails for whatever FAKE_MISSING names ("secret" or
-"secret:NAME", "repo", "image", "sa", "bucket").
+PATH holds only the fake gcloud and the few tools the scripts use (bash, git, dirname, date, cat,
+mktemp, rm), so the real gcloud on a developer's machine is never reached. The fake answers like
+gcloud: `auth list` prints the active account (FAKE_ACCOUNT), `config get-value project` the
+project (FAKE_PROJECT), and `describe` fails for whatever FAKE_MISSING names ("secret" or
+"secret:NAME", "repo", "image", "sa", "bucket"). A file passed with --lifecycle-file or
+--cors-file is read when the call is made (the script deletes it afterwards) and kept as JSON.
 
-It also keeps the Cloud Run service between calls the way gcloud documents `run deploy`: a flag
-not given keeps its earlier value; --set-env-vars / --set-secrets replace the whole list,
---update-env-vars / --update-secrets merge into it. So a test can deploy twice and read what
-the service holds afterwards, as a user would with `gcloud run services describe`.
+It also keeps the Cloud Run service, and the Cloud Run Job, between calls the way gcloud
+documents `run deploy` and `run jobs deploy`: a flag not given keeps its earlier value;
+--set-env-vars / --set-secrets replace the whole list, --update-env-vars / --update-secrets
+merge into it. So a test can deploy twice and read what the service holds afterwards, as a
+user would with `gcloud run services describe`.
 """
 
 import json
@@ -56,6 +58,14 @@ def deploy(name, flags):
             service["flags"][flag[2:]] = True if value is None else value
     json.dump(services, open(path, "w"))
 
+for arg in args:  # the script deletes these files when it ends: keep what gcloud would have read
+    name, _, path = arg.partition("=")
+    if name in ("--lifecycle-file", "--cors-file"):
+        files_path = os.environ["FAKE_FILES"]
+        files = json.load(open(files_path)) if os.path.exists(files_path) else {{}}
+        files[name[2:]] = json.load(open(path))
+        json.dump(files, open(files_path, "w"))
+
 if args[:2] == ["auth", "list"]:
     print(os.environ.get("FAKE_ACCOUNT", ""))
 elif args[:3] == ["config", "get-value", "project"]:
@@ -72,6 +82,8 @@ elif args[:3] == ["storage", "buckets", "describe"] and "bucket" in missing:
     sys.exit("ERROR: NOT_FOUND: bucket not found")
 elif args[:2] == ["run", "deploy"]:
     deploy(args[2], args[3:])
+elif args[:3] == ["run", "jobs", "deploy"]:
+    deploy(args[3], args[4:])
 elif args[:3] == ["run", "services", "describe"]:
     print("https://healer-medgemma-service-abc-ew.a.run.app")
 """
@@ -82,19 +94,20 @@ def gcloud(tmp_path):
     """Runs a script with the fake gcloud; returns (result, the gcloud calls it made)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in ("bash", "git", "dirname", "date", "cat"):
+    for tool in ("bash", "git", "dirname", "date", "cat", "mktemp", "rm"):
         (bin_dir / tool).symlink_to(shutil.which(tool))
     fake = bin_dir / "gcloud"
     fake.write_text(FAKE_GCLOUD)
     fake.chmod(0o755)
     log = tmp_path / "gcloud.log"
     services = tmp_path / "services.json"
+    files = tmp_path / "files.json"
 
     def run(script: str, installed: bool = True, **env: str):
         if not installed:
             fake.unlink()
         environment = {"PATH": str(bin_dir), "HOME": str(tmp_path), "FAKE_LOG": str(log),
-                       "FAKE_SERVICES": str(services),
+                       "FAKE_SERVICES": str(services), "FAKE_FILES": str(files),
                        "FAKE_ACCOUNT": "dev@example.com", "FAKE_PROJECT": "", **env}
         result = subprocess.run([str(ROOT / script)], cwd=tmp_path, env=environment,
                                 capture_output=True, text=True, timeout=30)
@@ -108,6 +121,8 @@ def gcloud(tmp_path):
 
     run.cli = cli
     run.service = lambda name="healer-medgemma-service": json.loads(services.read_text())[name]
+    run.job = lambda name="healer-medgemma-service-slides": json.loads(services.read_text())[name]
+    run.file = lambda name: json.loads(files.read_text())[name]  # "lifecycle-file" or "cors-file"
     return run
 
 
@@ -320,12 +335,18 @@ def test_the_timeout_margin_must_leave_the_app_some_time(gcloud):
     assert "CLOUD_RUN_TIMEOUT (10 s) must exceed TIMEOUT_MARGIN_S (10 s)" in result.stderr
 
 
-def test_the_service_runs_as_its_own_account_with_no_project_roles(gcloud):
+def test_the_service_and_the_slide_job_run_as_their_own_accounts_with_no_project_roles(gcloud):
     result, calls = gcloud("deploy.sh", PROJECT_ID="p", FAKE_MISSING="sa")
     assert result.returncode == 0, result.stderr
-    assert command(calls, "iam", "service-accounts", "create")[3] == "healer-run"
+    created = [call[3] for call in calls if call[:3] == ["iam", "service-accounts", "create"]]
+    assert sorted(created) == ["healer-run", "healer-slides"]
     assert flag(command(calls, "run", "deploy"), "--service-account") == "healer-run@p.iam.gserviceaccount.com"
-    assert not [call for call in calls if "add-iam-policy-binding" in call]  # no key secret: no grant at all
+    assert flag(command(calls, "run", "jobs", "deploy"), "--service-account") == (
+        "healer-slides@p.iam.gserviceaccount.com")
+    grants = [call for call in calls if "add-iam-policy-binding" in call]
+    # No key secret: the only grants are on the slide bucket and the slide job, none on the project.
+    assert {tuple(call[:3]) for call in grants} == {
+        ("storage", "buckets", "add-iam-policy-binding"), ("run", "jobs", "add-iam-policy-binding")}
 
 
 def test_an_account_of_another_project_must_exist(gcloud):
@@ -340,8 +361,8 @@ def test_the_api_key_comes_from_secret_manager_readable_by_the_service_alone(gcl
     result, calls = gcloud("deploy.sh", PROJECT_ID="p", API_KEY_SECRET="healer-api-key")
     assert result.returncode == 0, result.stderr
     assert gcloud.service()["secrets"] == {"API_KEY": "healer-api-key:latest"}
-    [grant] = [call for call in calls if "add-iam-policy-binding" in call]
-    assert grant[:3] == ["secrets", "add-iam-policy-binding", "healer-api-key"]
+    [grant] = [call for call in calls if call[:2] == ["secrets", "add-iam-policy-binding"]]
+    assert grant[2] == "healer-api-key"
     assert flag(grant, "--member") == "serviceAccount:healer-run@p.iam.gserviceaccount.com"
     assert flag(grant, "--role") == "roles/secretmanager.secretAccessor"
 
@@ -396,12 +417,152 @@ def test_deploy_min_instances_and_queue_are_configurable(gcloud):
     ({"FAKE_MISSING": "image"}, "not found: build it first with PROFILE=cpu ./build.sh"),
     ({"API_KEY_SECRET": "k", "FAKE_MISSING": "secret:k"}, "secret k not found in p: create it with"),
     ({"PROFILE": "gpu", "GPU_ZONAL_REDUNDANCY": "yes"}, "GPU_ZONAL_REDUNDANCY must be true or false"),
+    ({"SLIDE_RESULT_DAYS": "0"}, "SLIDE_RESULT_DAYS must be a whole number of days, at least 1"),
+    ({"SLIDE_RESULT_DAYS": "12h"}, "SLIDE_RESULT_DAYS must be a whole number of days"),
+    ({"SLIDE_BUCKET": "gs://My_Slides"}, "SLIDE_BUCKET must be a bucket name"),
+    ({"SLIDE_TASK_TIMEOUT": "1h"}, "SLIDE_TASK_TIMEOUT (seconds) and SLIDE_MAX_RETRIES must be whole numbers"),
+    ({"PAGE_ORIGIN": "https://lab.example/app"}, "PAGE_ORIGIN must list origins like https://lab.example"),
 ])
 def test_deploy_refuses_bad_settings_before_deploying(gcloud, env, message):
     result, calls = gcloud("deploy.sh", PROJECT_ID="p", **env)
     assert result.returncode == 1
     assert message in result.stderr
-    assert not [call for call in calls if call[:2] == ["run", "deploy"]]
+    changes = {"deploy", "create", "update", "add-iam-policy-binding"}
+    assert not [call for call in calls if changes & set(call)]  # nothing made, nothing changed
+
+
+# --- deploy.sh: slides at scale -----------------------------------------------------------------
+
+def calls_to(calls: list[list[str]], *prefix: str) -> list[list[str]]:
+    return [call for call in calls if call[: len(prefix)] == list(prefix)]
+
+
+def test_deploy_creates_a_private_slide_bucket_in_the_region_when_there_is_none(gcloud):
+    result, calls = gcloud("deploy.sh", PROJECT_ID="p", FAKE_MISSING="bucket")
+    assert result.returncode == 0, result.stderr
+    create = command(calls, "storage", "buckets", "create")
+    assert create[3] == "gs://p-healer-slides"
+    assert flag(create, "--location") == "europe-west1" and flag(create, "--project") == "p"
+    assert "--uniform-bucket-level-access" in create and "--public-access-prevention" in create
+    # A deleted slide is gone at once, not kept (and billed) by soft delete for a week.
+    [soft] = [call for call in calls_to(calls, "storage", "buckets", "update") if "--clear-soft-delete" in call]
+    assert soft[3] == "gs://p-healer-slides"
+    assert gcloud.service()["env"]["SLIDE_STORE"] == "gs://p-healer-slides/slides"
+
+
+def test_deploy_reuses_an_existing_bucket_and_takes_slide_bucket(gcloud):
+    result, calls = gcloud("deploy.sh", PROJECT_ID="p", SLIDE_BUCKET="gs://lab-slides/")
+    assert result.returncode == 0, result.stderr
+    assert command(calls, "storage", "buckets", "describe")[3] == "gs://lab-slides"
+    assert not calls_to(calls, "storage", "buckets", "create")
+    assert not [call for call in calls if "--clear-soft-delete" in call]  # an existing bucket keeps its settings
+    assert {call[3] for call in calls_to(calls, "storage", "buckets")} == {"gs://lab-slides"}
+    assert gcloud.service()["env"]["SLIDE_STORE"] == "gs://lab-slides/slides"
+    assert gcloud.job()["env"]["SLIDE_STORE"] == "gs://lab-slides/slides"
+
+
+@pytest.mark.parametrize("env, days", [({}, 1), ({"SLIDE_RESULT_DAYS": "3"}, 3)])
+def test_slide_objects_are_deleted_after_slide_result_days_and_nothing_else_is(gcloud, env, days):
+    result, calls = gcloud("deploy.sh", PROJECT_ID="p", **env)
+    assert result.returncode == 0, result.stderr
+    [update] = [call for call in calls_to(calls, "storage", "buckets", "update")
+                if any(arg.startswith("--lifecycle-file=") for arg in call)]
+    assert update[3] == "gs://p-healer-slides"
+    assert gcloud.file("lifecycle-file") == {"lifecycle": {"rule": [
+        {"action": {"type": "Delete"}, "condition": {"age": days, "matchesPrefix": ["slides/"]}}]}}
+
+
+def test_the_bucket_lets_the_page_served_by_the_service_upload_and_resume(gcloud):
+    result, calls = gcloud("deploy.sh", PROJECT_ID="p")
+    assert result.returncode == 0, result.stderr
+    [update] = [call for call in calls_to(calls, "storage", "buckets", "update")
+                if any(arg.startswith("--cors-file=") for arg in call)]
+    assert update[3] == "gs://p-healer-slides"
+    [rule] = gcloud.file("cors-file")
+    assert rule["origin"] == ["https://healer-medgemma-service-abc-ew.a.run.app"]  # the page is at /app
+    assert set(rule["method"]) == {"PUT", "POST", "GET", "DELETE", "OPTIONS"}
+    assert {"Content-Type", "Content-Range", "Range", "Location"} <= set(rule["responseHeader"])
+    assert rule["maxAgeSeconds"] == 3600
+    # The URL is known once the service is deployed: CORS comes after.
+    assert calls.index(update) > calls.index(command(calls, "run", "deploy"))
+
+
+def test_page_origin_names_where_else_the_page_is_served(gcloud):
+    result, _ = gcloud("deploy.sh", PROJECT_ID="p", PAGE_ORIGIN="https://lab.example/,http://localhost:5173")
+    assert result.returncode == 0, result.stderr
+    assert gcloud.file("cors-file")[0]["origin"] == ["https://lab.example", "http://localhost:5173"]
+
+
+@pytest.mark.parametrize("profile, image, memory, gpu, timeout", [
+    ("cpu", "healer-medgemma", "16Gi", "0", "10800s"),
+    ("gpu", "healer-medgemma-gpu", "32Gi", "1", "3600s"),
+])
+def test_the_slide_job_runs_the_worker_from_the_same_image_and_profile(gcloud, profile, image, memory, gpu, timeout):
+    result, calls = gcloud("deploy.sh", PROJECT_ID="p", PROFILE=profile, IMAGE_TAG="t1")
+    assert result.returncode == 0, result.stderr
+    deploy = command(calls, "run", "jobs", "deploy")
+    assert deploy[3] == "healer-medgemma-service-slides"
+    assert flag(deploy, "--image") == flag(command(calls, "run", "deploy"), "--image")
+    assert flag(deploy, "--image").endswith(f"/{image}:t1")
+    assert flag(deploy, "--region") == "europe-west1" and flag(deploy, "--project") == "p"
+    # `--args=-m,...` in one word: gcloud would read a separate `-m,...` as a flag of its own.
+    assert flag(deploy, "--command") == "python" and "--args=-m,healer.slides.worker" in deploy
+    assert flag(deploy, "--max-retries") == "3" and flag(deploy, "--task-timeout") == timeout
+    job = gcloud.job()
+    assert job["flags"]["memory"] == memory and job["flags"]["cpu"] == "8" and job["flags"]["gpu"] == gpu
+    if profile == "gpu":
+        assert job["flags"]["gpu-type"] == "nvidia-l4" and job["flags"]["gpu-zonal-redundancy"] is False
+    assert job["env"]["QUANTIZATION"] == gcloud.service()["env"]["QUANTIZATION"]
+    assert job["env"]["SLIDE_STORE"] == "gs://p-healer-slides/slides"
+
+
+def test_a_cpu_deploy_after_a_gpu_deploy_removes_the_gpu_from_the_job_too(gcloud):
+    assert gcloud("deploy.sh", PROJECT_ID="p", PROFILE="gpu")[0].returncode == 0
+    assert gcloud("deploy.sh", PROJECT_ID="p", PROFILE="cpu")[0].returncode == 0
+    assert gcloud.job()["flags"]["gpu"] == "0" and gcloud.job()["flags"]["memory"] == "16Gi"
+
+
+def test_the_job_scores_with_the_services_model_settings(gcloud):
+    result, _ = gcloud("deploy.sh", PROJECT_ID="p", ADAPTER_DIR="/app/adapter", SLIDE_THRESHOLD="0.7")
+    assert result.returncode == 0, result.stderr
+    for resource in (gcloud.service(), gcloud.job()):
+        assert resource["env"]["ADAPTER_DIR"] == "/app/adapter"
+        assert resource["env"]["SLIDE_THRESHOLD"] == "0.7"
+    assert "MODEL_DIR" not in gcloud.job()["env"]  # unset here: the image's own MODEL_DIR
+
+
+def test_the_service_scores_slides_on_the_job_through_the_bucket(gcloud):
+    result, calls = gcloud("deploy.sh", PROJECT_ID="p", REGION="us-central1", SERVICE_NAME="screening")
+    assert result.returncode == 0, result.stderr
+    env = gcloud.service("screening")["env"]
+    assert env["SLIDE_STORE"] == "gs://p-healer-slides/slides"
+    assert env["SLIDE_RUNNER"] == "cloud-run-job"
+    assert env["SLIDE_CLOUD_RUN_JOB"] == "projects/p/locations/us-central1/jobs/screening-slides"
+    assert command(calls, "run", "jobs", "deploy")[3] == "screening-slides"
+    # Bucket and job exist, and the service may use them, before the service starts using them.
+    order = [calls.index(command(calls, *prefix)) for prefix in (
+        ("storage", "buckets", "describe"), ("run", "jobs", "deploy"), ("run", "deploy"))]
+    assert order == sorted(order)
+    assert all(calls.index(grant) < order[-1] for grant in calls if "add-iam-policy-binding" in grant)
+
+
+def test_each_account_gets_only_what_it_uses_on_the_bucket_and_the_job(gcloud):
+    result, calls = gcloud("deploy.sh", PROJECT_ID="p", SLIDE_JOB_ACCOUNT="scorer@p.iam.gserviceaccount.com")
+    assert result.returncode == 0, result.stderr
+    service, job = "serviceAccount:healer-run@p.iam.gserviceaccount.com", "serviceAccount:scorer@p.iam.gserviceaccount.com"
+    bucket_grants = {(call[3], flag(call, "--member"), flag(call, "--role"))
+                     for call in calls_to(calls, "storage", "buckets", "add-iam-policy-binding")}
+    assert bucket_grants == {("gs://p-healer-slides", service, "roles/storage.objectUser"),
+                             ("gs://p-healer-slides", job, "roles/storage.objectUser")}
+    job_grants = {(call[3], flag(call, "--region"), flag(call, "--member"), flag(call, "--role"))
+                  for call in calls_to(calls, "run", "jobs", "add-iam-policy-binding")}
+    assert job_grants == {
+        # run with overrides (task count, args) and cancel; read executions (not in the executor role).
+        ("healer-medgemma-service-slides", "europe-west1", service, "roles/run.jobsExecutorWithOverrides"),
+        ("healer-medgemma-service-slides", "europe-west1", service, "roles/run.viewer"),
+    }
+    assert not calls_to(calls, "projects", "add-iam-policy-binding")
+    assert not calls_to(calls, "iam", "service-accounts", "add-iam-policy-binding")  # no actAs needed to run it
 
 
 def test_the_scripts_keep_the_original_names_and_defaults():
