@@ -69,11 +69,14 @@ function isErrorBody(body: unknown): body is ErrorBody {
   );
 }
 
+/** A call to the service; `init.headers` go along (a JSON body needs its Content-Type), with Accept. */
 export async function request<T>(path: string, init: RequestInit = {}): Promise<T> {
   const signal = init.signal ?? undefined;
   let response: Response;
   try {
-    response = await fetch(env.apiUrl + path, { ...init, headers: { Accept: "application/json" } });
+    const headers = new Headers(init.headers);
+    headers.set("Accept", "application/json");
+    response = await fetch(env.apiUrl + path, { ...init, headers });
   } catch {
     throw new ApiError({ kind: signal?.aborted ? "aborted" : "network" });
   }
