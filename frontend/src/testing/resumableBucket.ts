@@ -202,8 +202,8 @@ export class FakeBucketXhr {
     FakeBucketXhr.session.log.push(`${this.method} aborted`);
     this.onabort?.();
   }
-  getResponseHeader(name: string): string | null {
-    return this.responseHeaders[name.toLowerCase()] ?? null;
+  getAllResponseHeaders(): string {
+    return Object.entries(this.responseHeaders).map(([name, value]) => `${name}: ${value}\r\n`).join("");
   }
 
   progress(loaded: number, total: number) {

@@ -174,9 +174,19 @@ function put(
     xhr.onabort = () => settle(() => reject(new ApiError({ kind: "aborted" })));
     xhr.onerror = () => settle(() => reject(new Dropped()));
     xhr.ontimeout = () => settle(() => reject(new Dropped()));
-    xhr.onload = () => settle(() => resolve({ status: xhr.status, range: xhr.getResponseHeader("Range") }));
+    xhr.onload = () => settle(() => resolve({ status: xhr.status, range: readableHeader(xhr, "range") }));
     xhr.send(body);
   });
+}
+
+/** A response header, or null when absent or hidden by CORS. Read from the whole list, because
+ *  Chrome logs "Refused to get unsafe header" for each getResponseHeader of a hidden one. */
+function readableHeader(xhr: XMLHttpRequest, name: string): string | null {
+  const line = xhr
+    .getAllResponseHeaders()
+    .split("\r\n")
+    .find((header) => header.toLowerCase().startsWith(`${name}:`));
+  return line === undefined ? null : line.slice(name.length + 1).trim();
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
