@@ -1,5 +1,6 @@
-// The one place the page talks HTTP. Every failure leaves as an `ApiError`, so components
-// never see a raw Response, a TypeError from fetch or an AbortError:
+// The one place the page talks HTTP to the service (the slide bytes that go straight to a bucket
+// are features/slides/api/resumableUpload.ts's). Every failure leaves as an `ApiError`, so
+// components never see a raw Response, a TypeError from fetch or an AbortError:
 //
 //   ApiError
 //   ├── kind "http"          the service answered with an error status (its JSON body parsed)
