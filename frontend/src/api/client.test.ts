@@ -18,6 +18,14 @@ describe("request", () => {
     await expect(request("/")).resolves.toEqual({ status: "ok" });
   });
 
+  it("sends the caller's headers, and asks for JSON", async () => {
+    const fetchMock = mockService([json(202, { id: "job1" })]);
+    await request("/predict", { method: "POST", body: "{}", headers: { "Content-Type": "application/json" } });
+    const headers = new Headers(fetchMock.mock.calls[0]![1]!.headers);
+    expect(headers.get("Content-Type")).toBe("application/json");
+    expect(headers.get("Accept")).toBe("application/json");
+  });
+
   it("keeps the service's reason code, sentence, request id and Retry-After", async () => {
     mockService([errorBody(503, "busy", "The queue is full.", { "Retry-After": "12" })]);
     const error = await failure(request("/predict", { method: "POST" }));

@@ -1,5 +1,6 @@
-// The one place the page talks HTTP. Every failure leaves as an `ApiError`, so components
-// never see a raw Response, a TypeError from fetch or an AbortError:
+// The one place the page talks HTTP to the service (the slide bytes that go straight to a bucket
+// are features/slides/api/resumableUpload.ts's). Every failure leaves as an `ApiError`, so
+// components never see a raw Response, a TypeError from fetch or an AbortError:
 //
 //   ApiError
 //   ├── kind "http"          the service answered with an error status (its JSON body parsed)
@@ -69,11 +70,14 @@ function isErrorBody(body: unknown): body is ErrorBody {
   );
 }
 
+/** A call to the service; `init.headers` go along (a JSON body needs its Content-Type), with Accept. */
 export async function request<T>(path: string, init: RequestInit = {}): Promise<T> {
   const signal = init.signal ?? undefined;
   let response: Response;
   try {
-    response = await fetch(env.apiUrl + path, { ...init, headers: { Accept: "application/json" } });
+    const headers = new Headers(init.headers);
+    headers.set("Accept", "application/json");
+    response = await fetch(env.apiUrl + path, { ...init, headers });
   } catch {
     throw new ApiError({ kind: signal?.aborted ? "aborted" : "network" });
   }

@@ -1,6 +1,7 @@
 // The slide calls, typed by the service's OpenAPI schema (src/api/schema.d.ts).
 import { env } from "../../../config/env";
-import { request, upload, type SlideForm, type SlideJob, type SlideTiles } from "../../../api/client";
+import { request, upload, type Health, type SlideForm, type SlideJob, type SlideTiles } from "../../../api/client";
+import { uploadResumable, type ResumableOptions } from "./resumableUpload";
 
 export type SlideFields = {
   [K in keyof SlideForm]: K extends "slide_file" ? File : SlideForm[K];
@@ -14,6 +15,43 @@ export function uploadSlide(fields: SlideFields, onProgress: (fraction: number) 
   form.append("slide_file", fields.slide_file, fields.slide_file.name);
   if (fields.question) form.append("question", fields.question);
   return upload<SlideJob>("/slides", form, { onProgress, signal });
+}
+
+// The direct-to-bucket route (issue 11). Written by hand from the contract until `npm run gen:api`
+// runs against a service that has it; then these become `Health["slides"]` and
+// `paths["/slides/uploads"]["post"]…`, and `uploadRoute` reads `health.slides` without the cast.
+export type SlideUploadOffer = { upload: "bucket" | "form"; max_slide_mb: number };
+export type SlideUploadRequest = { filename: string; size: number };
+export type SlideUpload = { upload_id: string; upload_url: string; chunk_bytes: number };
+export type SlideFromUpload = { upload_id: string; question: string | null };
+
+export type UploadRoute = SlideUploadOffer["upload"];
+
+/** "bucket" when GET / says the service opens uploads straight to its bucket; a local store, or an
+ *  older service that does not say, takes the multipart form. */
+export function uploadRoute(health: Health | null): UploadRoute {
+  const slides = (health as (Health & { slides?: SlideUploadOffer }) | null)?.slides;
+  return slides?.upload === "bucket" ? "bucket" : "form";
+}
+
+const JSON_BODY = { "Content-Type": "application/json" };
+
+/** 201 with a resumable session in the service's bucket, opened for this page's origin. */
+export function openSlideUpload(file: File, signal?: AbortSignal): Promise<SlideUpload> {
+  const body: SlideUploadRequest = { filename: file.name, size: file.size };
+  return request<SlideUpload>("/slides/uploads", { method: "POST", body: JSON.stringify(body), headers: JSON_BODY, signal });
+}
+
+/** 202 with the job, for an upload storage holds in full. */
+export function startUploadedSlide(body: SlideFromUpload, signal?: AbortSignal): Promise<SlideJob> {
+  return request<SlideJob>("/slides", { method: "POST", body: JSON.stringify(body), headers: JSON_BODY, signal });
+}
+
+/** The bucket route whole: open a session, send the bytes straight to storage, start the job. */
+export async function sendSlideToBucket(fields: SlideFields, options: ResumableOptions = {}): Promise<SlideJob> {
+  const session = await openSlideUpload(fields.slide_file, options.signal);
+  await uploadResumable(fields.slide_file, { url: session.upload_url, chunkBytes: session.chunk_bytes }, options);
+  return startUploadedSlide({ upload_id: session.upload_id, question: fields.question ?? null }, options.signal);
 }
 
 export function getSlide(id: string, signal?: AbortSignal): Promise<SlideJob> {

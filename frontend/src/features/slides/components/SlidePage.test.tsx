@@ -4,6 +4,7 @@ import { describe, expect, it, vi } from "vitest";
 import type { SlideJob, SlideTiles } from "../../../api/client";
 import { health, json, MODEL } from "../../../testing/fetch";
 import { fakeXhr } from "../../../testing/xhr";
+import { answers, dropsAfter, fakeBucket, FakeResumableSession, hangs, pausesUntil } from "../../../testing/resumableBucket";
 import { SlidePage } from "./SlidePage";
 
 const svs = () => new File([new Uint8Array([73, 73, 42, 0, 1, 2, 3, 4])], "CMU-1.svs", { type: "" });
@@ -206,5 +207,164 @@ describe("SlidePage", () => {
     await pickAndSubmit(user);
     act(() => Xhr.sent[0]!.respond(202, job()));
     expect(await screen.findByRole("alert")).toHaveTextContent("The slide's pixels could not be read.");
+  });
+});
+
+describe("SlidePage, straight to the bucket", () => {
+  const MiB = 1024 * 1024;
+  const SESSION_URL = "https://storage.test/upload/storage/v1/b/healer/o?uploadType=resumable&upload_id=s1";
+  /** 2.5 MiB of varied bytes: three 1 MiB chunks, the last half full. */
+  const bigSlide = () => new File([Uint8Array.from({ length: 2.5 * MiB }, (_, i) => (i * 7 + (i >> 12)) & 0xff)], "large.tiff");
+
+  const offering = (upload: "bucket" | "form") => () => json(200, { ...health(true), slides: { upload, max_slide_mb: 4096 } });
+  const session = () => json(201, { upload_id: "u".repeat(32), upload_url: SESSION_URL, chunk_bytes: MiB });
+
+  /** A service that offers the bucket: it opens the session, then starts job1 from the upload. */
+  function bucketService(extra: Record<string, () => Response> = {}) {
+    return slideService([], { "GET /": offering("bucket"), "POST /slides/uploads": session, "POST /slides": () => json(202, job()), ...extra });
+  }
+
+  function sent(fetchMock: ReturnType<typeof vi.fn>, key: string) {
+    const call = fetchMock.mock.calls.find(([url, init]) => `${(init as RequestInit | undefined)?.method ?? "GET"} ${String(url)}` === key);
+    if (!call) return null;
+    const init = call[1] as RequestInit;
+    return { body: JSON.parse(String(init.body)), contentType: new Headers(init.headers).get("Content-Type") };
+  }
+
+  async function pickLargeAndSubmit(user: ReturnType<typeof userEvent.setup>, file: File) {
+    await screen.findByText(/Service ready/);
+    await user.upload(screen.getByLabelText(/choose a slide/i), file);
+    await user.type(screen.getByLabelText(/question/i), "Is there a tumour?");
+    await user.click(screen.getByRole("button", { name: "Screen slide" }));
+  }
+
+  it("sends the slide's bytes to storage in chunks, showing MB sent, then starts the job by its upload id", async () => {
+    let release!: () => void;
+    const bucket = fakeBucket(new FakeResumableSession(SESSION_URL)).on(2, pausesUntil(new Promise((resolve) => (release = resolve))));
+    const fetchMock = bucketService();
+    const user = userEvent.setup();
+    const file = bigSlide();
+    render(<SlidePage pollMs={5} />);
+    await pickLargeAndSubmit(user, file);
+
+    expect(await screen.findByText("1.5 MB of 2.5 MB sent")).toBeVisible(); // the first chunk, and half the second
+    expect(screen.getByRole("progressbar", { name: "Upload" })).toHaveAttribute("aria-valuenow", "60");
+    expect(screen.getByText("The slide goes straight to storage, then the service finds its tissue.")).toBeVisible();
+    expect(sent(fetchMock, "POST /slides/uploads")).toEqual({ body: { filename: "large.tiff", size: file.size }, contentType: "application/json" });
+    expect(sent(fetchMock, "POST /slides")).toBeNull(); // not before storage holds every byte
+
+    release();
+    expect(await screen.findByRole("region", { name: "Slide heatmap" })).toBeVisible();
+    expect(sent(fetchMock, "POST /slides")).toEqual({ body: { upload_id: "u".repeat(32), question: "Is there a tumour?" }, contentType: "application/json" });
+    expect(await bucket.compareWith(file)).toBe("identical");
+    expect(bucket.log.map((line) => line.split(" → ")[0])).toEqual([
+      `PUT bytes 0-${MiB - 1}/${file.size}`,
+      `PUT bytes ${MiB}-${2 * MiB - 1}/${file.size}`,
+      `PUT bytes ${2 * MiB}-${file.size - 1}/${file.size}`,
+    ]);
+  });
+
+  it("says so when the connection drops, and resumes from what storage holds", async () => {
+    let answerStatus!: () => void;
+    let finishChunk!: () => void;
+    const bucket = fakeBucket(new FakeResumableSession(SESSION_URL))
+      .on(2, dropsAfter(MiB / 4))
+      .on(3, pausesUntil(new Promise((resolve) => (answerStatus = resolve)))) // the status query
+      .on(4, pausesUntil(new Promise((resolve) => (finishChunk = resolve)))); // the chunk after it
+    bucketService();
+    const user = userEvent.setup();
+    const file = bigSlide();
+    render(<SlidePage pollMs={5} retryDelaysMs={[0]} />);
+    await pickLargeAndSubmit(user, file);
+
+    expect(await screen.findByText("The connection dropped. Resuming where storage left off…")).toBeVisible();
+    answerStatus();
+    expect(await screen.findByText("The slide goes straight to storage, then the service finds its tissue.")).toBeVisible();
+    finishChunk();
+    expect(await screen.findByRole("region", { name: "Slide heatmap" })).toBeVisible();
+    expect(bucket.log[2]).toBe(`PUT bytes */${file.size} → 308 bytes=0-${MiB + MiB / 4 - 1}`);
+    expect(await bucket.compareWith(file)).toBe("identical");
+  });
+
+  it("stops after the retries with a message, and starts no job", async () => {
+    const bucket = fakeBucket(new FakeResumableSession(SESSION_URL)).onEveryFrom(1, answers(503));
+    const fetchMock = bucketService();
+    const user = userEvent.setup();
+    render(<SlidePage pollMs={5} retryDelaysMs={[0, 0]} />);
+    await pickLargeAndSubmit(user, bigSlide());
+
+    const alert = await screen.findByRole("alert");
+    expect(alert).toHaveTextContent("Upload interrupted");
+    expect(alert).toHaveTextContent("The connection to storage kept failing (3 tries)");
+    expect(bucket.log).toHaveLength(3);
+    expect(sent(fetchMock, "POST /slides")).toBeNull();
+    expect(screen.getByRole("button", { name: "Screen slide" })).toBeEnabled();
+  });
+
+  it("cancels: aborts the chunk on its way and ends the storage session with DELETE", async () => {
+    const bucket = fakeBucket(new FakeResumableSession(SESSION_URL)).on(2, hangs);
+    const fetchMock = bucketService();
+    const user = userEvent.setup();
+    render(<SlidePage pollMs={5} />);
+    await pickLargeAndSubmit(user, bigSlide());
+    await screen.findByText("1.5 MB of 2.5 MB sent");
+
+    await user.click(screen.getByRole("button", { name: "Cancel" }));
+
+    expect(await screen.findByText("The upload was cancelled. Nothing was kept.")).toBeVisible();
+    await waitFor(() => expect(bucket.cancelled).toBe(true));
+    expect(bucket.log.slice(1)).toEqual([`PUT bytes ${MiB}-${2 * MiB - 1}/${2.5 * MiB} → hanging`, "PUT aborted", "DELETE → 499"]);
+    expect(sent(fetchMock, "POST /slides")).toBeNull();
+    expect(fetchMock.mock.calls.some(([, init]) => (init as RequestInit | undefined)?.method === "DELETE")).toBe(false);
+  });
+
+  it("explains a slide the service will not take before any byte goes to storage", async () => {
+    const bucket = fakeBucket(new FakeResumableSession(SESSION_URL));
+    bucketService({ "POST /slides/uploads": () => json(413, { error: "too_large", detail: "Slides up to 4096 MB are accepted.", request_id: "req-7" }) });
+    const user = userEvent.setup();
+    render(<SlidePage pollMs={5} />);
+    await pickLargeAndSubmit(user, bigSlide());
+
+    const alert = await screen.findByRole("alert");
+    expect(alert).toHaveTextContent("Slide too large");
+    expect(alert).toHaveTextContent("Slides up to 4096 MB are accepted.");
+    expect(alert).toHaveTextContent("Reference: req-7");
+    expect(bucket.log).toEqual([]);
+  });
+
+  it("asks the service again at submit when its health check failed while the model loaded", async () => {
+    const bucket = fakeBucket(new FakeResumableSession(SESSION_URL));
+    let asked = 0;
+    const loading = () => json(503, { error: "model_not_ready", detail: "The model is still loading.", request_id: "req-1" });
+    const fetchMock = bucketService({ "GET /": () => (++asked === 1 ? loading() : offering("bucket")()) });
+    const user = userEvent.setup();
+    render(<SlidePage pollMs={5} />);
+    await screen.findByText("Model still loading");
+    await user.upload(screen.getByLabelText(/choose a slide/i), bigSlide());
+    await user.click(screen.getByRole("button", { name: "Screen slide" }));
+
+    expect(await screen.findByRole("region", { name: "Slide heatmap" })).toBeVisible();
+    expect(asked).toBe(2);
+    expect(sent(fetchMock, "POST /slides/uploads")).not.toBeNull();
+    expect(bucket.complete).toBe(true);
+  });
+
+  it("uploads as a form to the service, as before, when the service says \"form\"", async () => {
+    const Xhr = fakeXhr();
+    const fetchMock = slideService([], { "GET /": offering("form") });
+    const user = userEvent.setup();
+    render(<SlidePage pollMs={5} />);
+    await pickLargeAndSubmit(user, bigSlide());
+
+    const upload = Xhr.sent[0]!;
+    expect(upload.method).toBe("POST");
+    expect(upload.url).toBe("/slides");
+    expect(((upload.body as FormData).get("slide_file") as File).name).toBe("large.tiff");
+    act(() => upload.progress(100, 400));
+    expect(screen.getByRole("progressbar", { name: "Upload" })).toHaveAttribute("aria-valuenow", "25");
+    expect(screen.getByText("The slide is sent to the service, then its tissue is found.")).toBeVisible();
+    act(() => upload.respond(202, job()));
+    expect(await screen.findByRole("region", { name: "Slide heatmap" })).toBeVisible();
+    expect(fetchMock.mock.calls.some(([url]) => String(url).endsWith("/slides/uploads"))).toBe(false);
   });
 });

@@ -2,27 +2,33 @@ import { useEffect, useRef, useState, type FormEvent, type ReactNode } from "rea
 import { ApiError, type SlideJob, type SlideTiles } from "../../../api/client";
 import type { Problem } from "../../../api/errors";
 import { DEFAULT_QUESTION } from "../../../api/prompts.gen";
-import { useServiceHealth } from "../../../api/health";
+import { getHealth, useServiceHealth } from "../../../api/health";
 import { ErrorAlert } from "../../../components/ErrorAlert";
 import { PageFrame } from "../../../components/PageFrame";
 import { formatBytes } from "../../../lib/format";
-import { FINISHED, cancelSlide, getSlide, getTiles, uploadSlide } from "../api/slides";
+import { FINISHED, cancelSlide, getSlide, getTiles, sendSlideToBucket, uploadRoute, uploadSlide, type SlideFields } from "../api/slides";
 import { SLIDE_TYPES, describeSlideError } from "../messages";
-import { SlideProgress } from "./SlideProgress";
+import { SlideProgress, type UploadState } from "./SlideProgress";
 import { SlideResult } from "./SlideResult";
 
 const ACCEPT = ".svs,.tif,.tiff,.ndpi,.scn,.bif,.svslide,.vms";
 
 type Run =
   | { state: "idle" }
-  | { state: "working"; fileName: string; uploaded: number; job: SlideJob | null }
+  | { state: "working"; fileName: string; upload: UploadState; job: SlideJob | null }
   | { state: "done"; fileName: string; job: SlideJob; tiles: SlideTiles }
   | { state: "failed"; problem: Problem; cancelled: boolean };
 
-type Props = { nav?: ReactNode; pollMs?: number };
+type Props = {
+  nav?: ReactNode;
+  pollMs?: number;
+  /** Waits between tries of a chunk to the bucket (tests shorten them); resumableUpload's by default. */
+  retryDelaysMs?: readonly number[];
+};
 
-/** Slide mode: upload a whole slide, follow tiles scored / total, then the heatmap. */
-export function SlidePage({ nav, pollMs = 1000 }: Props) {
+/** Slide mode: upload a whole slide (straight to the service's bucket when it offers one, else as a
+ *  form to the service), follow tiles scored / total, then the heatmap. */
+export function SlidePage({ nav, pollMs = 1000, retryDelaysMs }: Props) {
   const { health, problem: healthProblem } = useServiceHealth();
   const [file, setFile] = useState<File | null>(null);
   const [question, setQuestion] = useState("");
@@ -44,14 +50,28 @@ export function SlidePage({ nav, pollMs = 1000 }: Props) {
     controller.current = abort;
     jobId.current = null;
     const fileName = file.name;
-    setRun({ state: "working", fileName, uploaded: 0, job: null });
+    const total = file.size;
+    const fields: SlideFields = { slide_file: file, question: question.trim() || null };
+    const track = (change: Partial<UploadState>) =>
+      setRun((now) => (now.state === "working" ? { ...now, upload: { ...now.upload, ...change } } : now));
+    setRun({ state: "working", fileName, upload: { route: "form", sent: 0, total, resuming: false }, job: null });
     try {
-      let job = await uploadSlide({ slide_file: file, question: question.trim() || null }, (uploaded) =>
-        setRun((now) => (now.state === "working" ? { ...now, uploaded } : now)),
-      abort.signal);
+      // The health check may not have answered yet (or failed while the model loaded): ask again.
+      const route = uploadRoute(health ?? (await getHealth(abort.signal).catch(() => null)));
+      track({ route });
+      let job =
+        route === "bucket"
+          ? await sendSlideToBucket(fields, {
+              signal: abort.signal,
+              retryDelaysMs,
+              onProgress: (sent) => track({ sent, resuming: false }),
+              onRetry: () => track({ resuming: true }),
+            })
+          : await uploadSlide(fields, (fraction) => track({ sent: fraction * total }), abort.signal);
       jobId.current = job.id;
+      const uploaded: UploadState = { route, sent: total, total, resuming: false };
       while (!FINISHED.has(job.status)) {
-        setRun({ state: "working", fileName, uploaded: 1, job });
+        setRun({ state: "working", fileName, upload: uploaded, job });
         await sleep(pollMs, abort.signal);
         job = await getSlide(job.id, abort.signal);
       }
@@ -144,7 +164,7 @@ export function SlidePage({ nav, pollMs = 1000 }: Props) {
             </section>
           )}
           {run.state === "working" && (
-            <SlideProgress fileName={run.fileName} uploaded={run.uploaded} job={run.job} onCancel={cancel} />
+            <SlideProgress fileName={run.fileName} upload={run.upload} job={run.job} onCancel={cancel} />
           )}
           {run.state === "failed" && (
             <ErrorAlert ref={outcome} problem={run.problem} tone={run.cancelled ? "notice" : "error"} />
