@@ -10,6 +10,7 @@ the other's jobs.
 import os
 import signal
 import subprocess
+import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from healer.api.app import create_app
-from healer.tools.live_server import live_server
+from healer.tools.live_server import ROOT, live_server
 from tests.conftest import demo_settings
 from tests.slide_files import cmu_svs, large_slide
 from tests.test_slides_api import finished, upload, wait_until
@@ -178,3 +179,102 @@ def test_a_slide_past_32_mib_goes_straight_to_cloud_storage_and_back_as_a_heatma
         heatmap = b.get(f"/slides/{job['id']}/heatmap.png")
         assert heatmap.status_code == 200 and heatmap.content.startswith(b"\x89PNG")
         assert b.get(f"/slides/{job['id']}/tiles").json()["width"] == 4440
+
+
+class FakeCloudRunJob:
+    """Cloud Run, as far as the service sees it: executions started, cancelled, and their state.
+    The test plays the tasks itself, with the command Cloud Run would run."""
+
+    started: list[tuple[str, str, int]] = []
+    cancelled: list[str] = []
+    states: dict[str, str] = {}
+
+    def __init__(self, job_name: str):
+        self.job_name = job_name
+
+    def run(self, job_id: str, task_count: int) -> str:
+        name = f"{self.job_name}/executions/healer-slides-{len(self.started)}"
+        self.started.append((name, job_id, task_count))
+        self.states[name] = "running"
+        return name
+
+    def cancel(self, execution: str) -> None:
+        self.cancelled.append(execution)
+        self.states[execution] = "cancelled"
+
+    def state(self, execution: str) -> str:
+        return self.states[execution]
+
+
+@pytest.fixture
+def cloud_run(monkeypatch, demo_model_dir, gcs_store_url):
+    """Settings of a service whose slides run on a (fake) Cloud Run Job, on the emulated bucket."""
+    import healer.slides.cloud_run
+
+    monkeypatch.setattr(healer.slides.cloud_run, "CloudRunJob", FakeCloudRunJob)
+    FakeCloudRunJob.started, FakeCloudRunJob.cancelled, FakeCloudRunJob.states = [], [], {}
+    return demo_settings(demo_model_dir, slide_store=gcs_store_url, slide_runner="cloud-run-job",
+                         slide_cloud_run_job="projects/p/locations/europe-west1/jobs/healer-slides",
+                         slide_tiles_per_task=50, **SMALL_TILES)
+
+
+def run_tasks(settings, job_id: str, count: int) -> list[subprocess.CompletedProcess]:
+    """What Cloud Run does with an execution: every task, at once, with its index and the count."""
+    env = {**os.environ, "MODEL_DIR": str(settings.model_dir), "QUANTIZATION": "none", "DEVICE": "cpu",
+           "SLIDE_STORE": settings.slide_store, "CLOUD_RUN_TASK_COUNT": str(count)}
+    tasks = [subprocess.Popen([sys.executable, "-m", "healer.slides.worker", job_id],
+                              env={**env, "CLOUD_RUN_TASK_INDEX": str(index)}, cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for index in range(count)]
+    return [subprocess.CompletedProcess(task.args, task.wait(timeout=300), task.stdout.read()) for task in tasks]
+
+
+def test_a_slide_on_cloud_run_jobs_is_started_scored_by_its_tasks_and_read_on_any_instance(cloud_run, one_process):
+    with TestClient(create_app(cloud_run)) as service, TestClient(create_app(cloud_run)) as other:
+        job = upload(service, cmu_svs()).json()
+        assert job["status"] == "running"
+        [(execution, job_id, count)] = FakeCloudRunJob.started
+        assert job_id == job["id"] and count == 3  # ~130 tiles at 50 per task
+        for task in run_tasks(cloud_run, job_id, count):
+            assert task.returncode == 0, task.stdout
+            assert job_id not in task.stdout  # logs name jobs by their hash only
+        assert results(other, job_id) == one_process
+
+
+def test_a_task_run_with_another_task_count_refuses_to_score(cloud_run):
+    with TestClient(create_app(cloud_run)) as service:
+        job = upload(service, cmu_svs()).json()
+        [task] = run_tasks(cloud_run, job["id"], 1)
+        assert task.returncode == 1 and "the job was split into 3" in task.stdout
+        assert service.get(f"/slides/{job['id']}").json()["progress"]["tiles_done"] == 0
+
+
+def test_a_failed_execution_fails_the_job_for_whoever_reads_it(cloud_run, monkeypatch):
+    monkeypatch.setattr("healer.slides.jobs.EXECUTION_CHECK_S", 0)
+    with TestClient(create_app(cloud_run)) as service:
+        job = upload(service, cmu_svs()).json()
+        assert service.get(f"/slides/{job['id']}").json()["status"] == "running"
+        FakeCloudRunJob.states[FakeCloudRunJob.started[0][0]] = "failed"
+        failed = service.get(f"/slides/{job['id']}").json()
+        assert failed["status"] == "failed" and "worker task failed" in failed["error"]
+
+
+def test_cancelling_a_slide_cancels_its_execution(cloud_run):
+    with TestClient(create_app(cloud_run)) as service:
+        job = upload(service, cmu_svs()).json()
+        assert service.delete(f"/slides/{job['id']}").json()["status"] == "cancelled"
+        assert FakeCloudRunJob.cancelled == [FakeCloudRunJob.started[0][0]]
+        [task] = run_tasks(cloud_run, job["id"], 3)[:1]  # a task that starts late scores nothing
+        assert task.returncode == 0
+        assert service.get(f"/slides/{job['id']}").json()["progress"]["tiles_done"] == 0
+
+
+def test_a_task_that_crashes_exits_1_for_a_retry_and_logs_no_job_id(cloud_run):
+    from healer.slides.store import open_store
+
+    with TestClient(create_app(cloud_run)) as service:
+        job = upload(service, cmu_svs()).json()
+        open_store(cloud_run.slide_store).delete(f"{job['id']}/slide.svs")  # lost from under the task
+        [task] = run_tasks(cloud_run, job["id"], 3)[:1]
+        assert task.returncode == 1 and "FileNotFoundError" in task.stdout
+        assert job["id"] not in task.stdout, task.stdout

@@ -47,6 +47,8 @@ async def score_shard(store: Store, job: JobState, index: int, count: int, setti
     tiles = shard_range(len(job.tiles), index, count, job.batch_size)
     start = tiles.start + len(shard.probabilities)
     if start < tiles.stop:
+        if await _stopped(store, job.id):
+            return False
         async with local_copy(store, job.slide) as path, SlideReader.for_settings(settings) as reader:
             await reader.open(path, MASK_SIDE)
             for first in range(start, tiles.stop, job.batch_size):

@@ -14,12 +14,13 @@ import asyncio
 import logging
 import os
 import sys
+import traceback
 
-from healer.logs import job_tag, setup_logging
+from healer.logs import job_tag, setup_logging, without_job_ids
 from healer.settings import Settings
 from healer.slides.results import finish
 from healer.slides.scoring import score_shard
-from healer.slides.state import STATE, JobState, key
+from healer.slides.state import FINISHED, STATE, JobState, key
 from healer.slides.store import open_store
 
 log = logging.getLogger("healer.slides.worker")
@@ -40,6 +41,9 @@ async def run(job_id: str, settings: Settings) -> int:
         job = JobState.of(await asyncio.to_thread(store.read_json, key(job_id, STATE)))
     except FileNotFoundError:
         log.warning("slide %s: no such job (deleted or expired); nothing to do", job_tag(job_id))
+        return 0
+    if job.status in FINISHED:
+        log.info("slide %s: already %s; nothing to do", job_tag(job_id), job.status)
         return 0
     if count != job.task_count:
         log.error("slide %s: this execution has %d tasks, the job was split into %d", job_tag(job_id),
@@ -68,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(settings.log_level, settings.log_format)
     try:
         return asyncio.run(run(options.job_id, settings))
-    except Exception:
-        log.exception("slide %s: task failed", job_tag(options.job_id))
+    except Exception:  # the traceback may name the job's objects: only their hash reaches the log
+        log.error("slide %s: task failed\n%s", job_tag(options.job_id), without_job_ids(traceback.format_exc()))
         return 1
 
 
