@@ -51,6 +51,11 @@ SLIDE_JOB_ACCOUNT=${SLIDE_JOB_ACCOUNT:-healer-slides@$PROJECT_ID.iam.gserviceacc
 SLIDE_MAX_RETRIES=${SLIDE_MAX_RETRIES:-3}  # a retried task resumes from its shard in the store
 PAGE_ORIGIN=${PAGE_ORIGIN:-}  # origins the page uploads from; default: the service's URL (it serves /app)
 SLIDE_STORE="gs://$SLIDE_BUCKET/slides"
+# The bucket mounted read-only (Cloud Storage FUSE): OpenSlide reads a slide by ranges through it,
+# so neither the service nor a task copies a multi-GB slide into its in-memory filesystem.
+SLIDE_MOUNT=/mnt/slide-bucket
+slide_mount_flags=(--add-volume "name=slide-bucket,type=cloud-storage,bucket=$SLIDE_BUCKET,readonly=true"
+                   --add-volume-mount "volume=slide-bucket,mount-path=$SLIDE_MOUNT")
 SLIDE_CLOUD_RUN_JOB="projects/$PROJECT_ID/locations/$REGION/jobs/$SLIDE_JOB_NAME"
 # Settings the job's worker must share with the service (same model, same answers), passed to
 # both when set here: a slide scored by the job reads as if the service had scored it.
@@ -222,7 +227,8 @@ deploy_slide_job() {
     --memory "$MEMORY" \
     --max-retries "$SLIDE_MAX_RETRIES" \
     --task-timeout "${SLIDE_TASK_TIMEOUT}s" \
-    --update-env-vars "$(shared_env),SLIDE_STORE=$SLIDE_STORE" \
+    --update-env-vars "$(shared_env),SLIDE_STORE=$SLIDE_STORE,SLIDE_STORE_MOUNT=$SLIDE_MOUNT" \
+    "${slide_mount_flags[@]}" \
     "${job_profile_flags[@]}" >/dev/null
 }
 
@@ -253,7 +259,8 @@ deploy_service() {
     --timeout "$CLOUD_RUN_TIMEOUT" \
     --cpu-boost \
     --startup-probe "httpGet.path=/,httpGet.port=8080,initialDelaySeconds=$probe_delay,periodSeconds=10,timeoutSeconds=5,failureThreshold=$probe_failures" \
-    --update-env-vars "$(shared_env),MAX_QUEUE=$MAX_QUEUE,MAX_BATCH_SIZE=$MAX_BATCH_SIZE,REQUEST_TIMEOUT_S=$app_timeout,SLIDE_STORE=$SLIDE_STORE,SLIDE_RUNNER=cloud-run-job,SLIDE_CLOUD_RUN_JOB=$SLIDE_CLOUD_RUN_JOB" \
+    --update-env-vars "$(shared_env),MAX_QUEUE=$MAX_QUEUE,MAX_BATCH_SIZE=$MAX_BATCH_SIZE,REQUEST_TIMEOUT_S=$app_timeout,SLIDE_STORE=$SLIDE_STORE,SLIDE_STORE_MOUNT=$SLIDE_MOUNT,SLIDE_RUNNER=cloud-run-job,SLIDE_CLOUD_RUN_JOB=$SLIDE_CLOUD_RUN_JOB" \
+    "${slide_mount_flags[@]}" \
     ${secret_flags[@]+"${secret_flags[@]}"} \
     "${profile_flags[@]}" \
     "$access_flag"

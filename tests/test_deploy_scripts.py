@@ -516,6 +516,16 @@ def test_the_slide_job_runs_the_worker_from_the_same_image_and_profile(gcloud, p
     assert job["env"]["SLIDE_STORE"] == "gs://p-healer-slides/slides"
 
 
+def test_the_service_and_the_job_read_slides_through_a_read_only_mount_of_the_bucket(gcloud):
+    result, calls = gcloud("deploy.sh", PROJECT_ID="p")
+    assert result.returncode == 0, result.stderr
+    for deploy, resource in ((command(calls, "run", "deploy"), gcloud.service()),
+                             (command(calls, "run", "jobs", "deploy"), gcloud.job())):
+        assert flag(deploy, "--add-volume") == "name=slide-bucket,type=cloud-storage,bucket=p-healer-slides,readonly=true"
+        assert flag(deploy, "--add-volume-mount") == "volume=slide-bucket,mount-path=/mnt/slide-bucket"
+        assert resource["env"]["SLIDE_STORE_MOUNT"] == "/mnt/slide-bucket"
+
+
 def test_a_cpu_deploy_after_a_gpu_deploy_removes_the_gpu_from_the_job_too(gcloud):
     assert gcloud("deploy.sh", PROJECT_ID="p", PROFILE="gpu")[0].returncode == 0
     assert gcloud("deploy.sh", PROJECT_ID="p", PROFILE="cpu")[0].returncode == 0

@@ -113,3 +113,17 @@ def test_a_gs_uri_outside_the_store_is_read_by_its_own_bucket_and_name(gcs_store
         assert path.read_bytes() == b"elsewhere"
     assert store.size("gs://healer-test/no/such/object.svs") is None
     store.close()
+
+
+def test_with_the_bucket_mounted_a_slide_is_read_through_the_mount_not_downloaded(gcs_store_url, tmp_path):
+    """deploy.sh mounts the bucket read-only (Cloud Storage FUSE); OpenSlide reads ranges from it."""
+    from healer.slides.gcs import split_uri
+
+    bucket, prefix = split_uri(gcs_store_url)
+    mounted = tmp_path / "mnt" / prefix / ("j" * 32) / "slide.svs"
+    mounted.parent.mkdir(parents=True)
+    mounted.write_bytes(b"through the mount")
+    store = open_store(gcs_store_url, mount=tmp_path / "mnt")
+    with store.local_file("j" * 32 + "/slide.svs") as path:
+        assert path == mounted
+    store.close()
