@@ -6,9 +6,13 @@
     heatmap.py   the tiles' P(yes) drawn over the thumbnail, with a legend
     summary.py   the slide-level numbers (max, top-k mean, area above the threshold)
     plan.py      what a job will score, decided at upload time (every limit answered at once)
-    store.py     where a job's files live
-    runner.py    who scores a job: tile batches through the shared model, then the results
-    jobs.py      the life cycle: queue, progress, cancel, event streams, time to live
-    schemas.py   the JSON of a job, its tiles and its summary
+    state.py     a job as the store holds it: state, shards, results; the split into tasks
+    store.py     where jobs live: a directory (LocalStore) or Cloud Storage (gcs.py)
+    scoring.py   one shard scored batch by batch into the store (service and worker alike)
+    results.py   tiles, heatmaps and summary, once every shard is in
+    runner.py    who scores: this process, local worker processes, or a Cloud Run Job (cloud_run.py)
+    worker.py    `python -m healer.slides.worker JOB_ID`: one task of a job
+    jobs.py      the life cycle from the store: accept, progress, cancel, event streams, time to live
+    schemas.py   the JSON of a job, its tiles, its summary and a direct upload
 The HTTP surface under /slides is healer/api/slides.py.
 """
