@@ -348,3 +348,22 @@ def test_slide_endpoints_need_the_api_key_when_one_is_set(demo_model_dir, tmp_pa
         ok = client.post("/slides", files={"slide_file": ("c.svs", cmu_svs().read_bytes())},
                          headers={"X-API-Key": "s3cret"})
         assert ok.status_code == 202
+
+
+def _refs(node) -> set[str]:
+    if isinstance(node, dict):
+        return {node["$ref"]} if "$ref" in node else set().union(*map(_refs, node.values()), set())
+    if isinstance(node, list):
+        return set().union(*map(_refs, node), set())
+    return set()
+
+
+def test_the_published_openapi_describes_every_body_it_names(demo_model_dir, tmp_path):
+    """The page's types are generated from this schema (frontend/scripts/gen-api.mjs), which
+    refuses a $ref to a schema that is not published."""
+    schema = create_app(demo_settings(demo_model_dir, slide_store=str(tmp_path))).openapi()
+    published = {f"#/components/schemas/{name}" for name in schema["components"]["schemas"]}
+    assert _refs(schema) - published == set()
+    body = schema["paths"]["/slides"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    body = schema["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]] if "$ref" in body else body
+    assert {"upload_id", "slide_uri", "question"} <= set(body["properties"])

@@ -167,7 +167,10 @@ test("a slide far past 32 MiB goes from the page straight to the bucket, then to
   const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
   const pageErrors = [];
   const requests = [];
+  const browserSaid = []; // console errors (a CSP refusal is only told there) and failed requests, for a failure's message
   page.on("pageerror", (error) => pageErrors.push(String(error)));
+  page.on("console", (message) => message.type() === "error" && browserSaid.push(`console: ${message.text()}`));
+  page.on("requestfailed", (request) => browserSaid.push(`failed: ${request.method()} ${request.url().split("?")[0]} (${request.failure()?.errorText})`));
   page.on("request", (request) => requests.push(request));
   // Every upload percentage and byte count the page shows, however briefly.
   await page.addInitScript(() => {
@@ -187,6 +190,7 @@ test("a slide far past 32 MiB goes from the page straight to the bucket, then to
     await page.getByLabel("Choose a slide").setInputFiles(largeSlide);
     const opened = page.waitForResponse((response) => response.url() === `${base}/slides/uploads` && response.request().method() === "POST");
     const tilesAnswer = page.waitForResponse((response) => /\/slides\/[0-9a-f]{32}\/tiles$/.test(response.url()), { timeout: SCORE_TIMEOUT_MS });
+    tilesAnswer.catch(() => undefined); // awaited below; if it times out first, the failure still goes through `catch`
     await page.getByRole("button", { name: "Screen slide" }).click();
 
     const openAnswer = await opened;
@@ -195,8 +199,15 @@ test("a slide far past 32 MiB goes from the page straight to the bucket, then to
     assert.ok(session.upload_url.startsWith(emulatorUrl), `the session lives on the emulator: ${session.upload_url}`);
     assert.equal(session.chunk_bytes % (256 * 1024), 0, "chunks are a multiple of 256 KiB");
 
+    // The heatmap, or the page's own error: an upload that cannot go through ends in seconds, not at the timeout.
     const result = page.getByRole("region", { name: "Slide heatmap" });
-    await result.waitFor({ timeout: SCORE_TIMEOUT_MS });
+    const alert = page.getByRole("alert");
+    await Promise.race([
+      result.waitFor({ timeout: SCORE_TIMEOUT_MS }),
+      alert.waitFor({ timeout: SCORE_TIMEOUT_MS }).then(async () => {
+        throw new Error(`the page reported an error instead of the heatmap: ${await alert.innerText()}`);
+      }),
+    ]);
     await result.getByRole("img", { name: /Heatmap of P\(yes\) per tile over large\.tiff/ }).waitFor();
     await page.waitForFunction(() => document.querySelector(".heatmap-image")?.naturalWidth > 0);
 
@@ -249,6 +260,7 @@ test("a slide far past 32 MiB goes from the page straight to the bucket, then to
     await page.screenshot({ path: join(artifacts, "slide-bucket-heatmap.png"), fullPage: true });
   } catch (error) {
     await page.screenshot({ path: join(artifacts, "slide-bucket-failure.png"), fullPage: true }).catch(() => undefined);
+    error.message += `\n--- the browser said ---\n${[...new Set(browserSaid)].join("\n")}`;
     error.message += `\n--- service log (last 4000 characters) ---\n${server.log.slice(-4000)}`;
     throw error;
   } finally {

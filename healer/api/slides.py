@@ -32,6 +32,7 @@ JobId = Annotated[str, PathParam(pattern="^[0-9a-f]{32}$", description="The id P
 
 
 # The bodies FastAPI would describe for File/Form or Body parameters; the route reads the body itself.
+# StartSlide goes in whole, not as a $ref: no parameter names it, so FastAPI would not publish it.
 UPLOAD_FORM = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {
         "title": "Body_upload_slide_slides_post", "type": "object", "required": ["slide_file"],
@@ -42,7 +43,7 @@ UPLOAD_FORM = {"requestBody": {"required": True, "content": {
                          "description": "Asked of every tile; defaults to the colorectal-cancer question"},
         },
     }},
-    "application/json": {"schema": {"$ref": "#/components/schemas/StartSlide"}},
+    "application/json": {"schema": StartSlide.model_json_schema()},
 }}}
 
 @router.post(

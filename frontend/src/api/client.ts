@@ -18,6 +18,9 @@ export type PredictForm = paths["/predict"]["post"]["requestBody"]["content"]["m
 export type SlideJob = paths["/slides/{job_id}"]["get"]["responses"][200]["content"]["application/json"];
 export type SlideTiles = paths["/slides/{job_id}/tiles"]["get"]["responses"][200]["content"]["application/json"];
 export type SlideForm = paths["/slides"]["post"]["requestBody"]["content"]["multipart/form-data"];
+export type StartSlide = paths["/slides"]["post"]["requestBody"]["content"]["application/json"];
+export type SlideUploadRequest = paths["/slides/uploads"]["post"]["requestBody"]["content"]["application/json"];
+export type SlideUpload = paths["/slides/uploads"]["post"]["responses"][201]["content"]["application/json"];
 
 export type ApiErrorKind = "http" | "network" | "aborted" | "bad_response";
 

@@ -54,11 +54,34 @@ export interface paths {
          * @description 202 with the job at once: tiles done / total and ETA by polling `GET /slides/{id}` or
          *     the event stream. Limits: MAX_SLIDE_MB, MAX_SLIDE_TILES tissue tiles. A screening aid.
          *
+         *     multipart/form-data: the slide itself (under Cloud Run's 32 MiB request cap). JSON: a slide
+         *     already in Cloud Storage, by `upload_id` (POST /slides/uploads) or `slide_uri` (gs://).
          *     The queue place is taken before the body is read (a full queue answers 503 at once), the
-         *     slide streams straight into the job's directory, and a refused or failed upload leaves
-         *     nothing behind.
+         *     slide streams straight into the store, and a refused upload leaves nothing behind.
          */
         post: operations["upload_slide_slides_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/slides/uploads": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Open a direct upload of a slide to Cloud Storage (past the 32 MiB request cap)
+         * @description A resumable upload session for one slide: PUT its bytes to `upload_url` in chunks, then
+         *     start the job with `POST /slides` and `{"upload_id": ...}`. 409 when SLIDE_STORE is not
+         *     Cloud Storage (send a multipart POST /slides instead).
+         */
+        post: operations["open_upload_slides_uploads_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -81,7 +104,7 @@ export interface paths {
         post?: never;
         /**
          * Cancel a slide job
-         * @description Cancels a queued or running job; on a finished job, deletes its results now.
+         * @description Cancels a queued or running job, wherever it runs; on a finished job, deletes its results now.
          */
         delete: operations["cancel_slide_slides__job_id__delete"];
         options?: never;
@@ -215,6 +238,7 @@ export interface components {
              */
             status: "ok";
             model: components["schemas"]["ModelCard"];
+            slides: components["schemas"]["SlideService"];
             /** Disclaimer */
             disclaimer: string;
         };
@@ -406,6 +430,17 @@ export interface components {
              */
             queue_position: number | null;
         };
+        /** SlideService */
+        SlideService: {
+            /**
+             * Upload
+             * @description bucket: send slides straight to Cloud Storage (POST /slides/uploads, then POST /slides with the upload id); form: a multipart POST /slides
+             * @enum {string}
+             */
+            upload: "bucket" | "form";
+            /** Max Slide Mb */
+            max_slide_mb: number;
+        };
         /** SlideSummary */
         SlideSummary: {
             /**
@@ -506,6 +541,37 @@ export interface components {
             tiles: components["schemas"]["SlideTile"][];
             /** Disclaimer */
             disclaimer: string;
+        };
+        /** SlideUpload */
+        SlideUpload: {
+            /**
+             * Upload Id
+             * @description Start the job with it once every byte is sent: POST /slides
+             */
+            upload_id: string;
+            /**
+             * Upload Url
+             * @description Cloud Storage resumable upload session: PUT the bytes in chunks with Content-Range; a status query (empty PUT, `Content-Range: bytes *\/SIZE`) says what arrived after a dropped connection
+             */
+            upload_url: string;
+            /**
+             * Chunk Bytes
+             * @description Chunk size to send (a multiple of 256 KiB; the last may be shorter)
+             */
+            chunk_bytes: number;
+        };
+        /** SlideUploadRequest */
+        SlideUploadRequest: {
+            /**
+             * Filename
+             * @description The slide's file name; its suffix says the format
+             */
+            filename: string;
+            /**
+             * Size
+             * @description Bytes the client will send
+             */
+            size: number;
         };
     };
     responses: never;
@@ -653,6 +719,23 @@ export interface operations {
                      */
                     question?: string | null;
                 };
+                "application/json": {
+                    /**
+                     * Upload Id
+                     * @description From POST /slides/uploads
+                     */
+                    upload_id?: string | null;
+                    /**
+                     * Slide Uri
+                     * @description gs://bucket/path of a slide the service account may read
+                     */
+                    slide_uri?: string | null;
+                    /**
+                     * Question
+                     * @description Asked of every tile; defaults to the colorectal-cancer question
+                     */
+                    question?: string | null;
+                };
             };
         };
         responses: {
@@ -676,6 +759,111 @@ export interface operations {
             };
             /** @description Unauthorized */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unsupported Media Type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    open_upload_slides_uploads_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SlideUploadRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SlideUpload"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Conflict */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -6,7 +6,12 @@ import type { Health, Prediction } from "../api/client";
 export const MODEL = { id: "google/medgemma-4b-it", revision: null, device: "cpu", quantization: "int8", demo: false } as const;
 
 export function health(demo = false): Health {
-  return { status: "ok", model: { ...MODEL, demo }, disclaimer: "Screening aid only, not a diagnosis (from the service)." };
+  return {
+    status: "ok",
+    model: { ...MODEL, demo },
+    slides: { upload: "form", max_slide_mb: 2048 }, // a local SLIDE_STORE; the bucket tests say "bucket"
+    disclaimer: "Screening aid only, not a diagnosis (from the service).",
+  };
 }
 
 export function prediction(overrides: Partial<Prediction> = {}): Prediction {

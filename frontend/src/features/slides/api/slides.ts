@@ -1,6 +1,9 @@
 // The slide calls, typed by the service's OpenAPI schema (src/api/schema.d.ts).
 import { env } from "../../../config/env";
-import { request, upload, type Health, type SlideForm, type SlideJob, type SlideTiles } from "../../../api/client";
+import {
+  request, upload, type Health, type SlideForm, type SlideJob, type SlideTiles, type SlideUpload, type SlideUploadRequest,
+  type StartSlide,
+} from "../../../api/client";
 import { uploadResumable, type ResumableOptions } from "./resumableUpload";
 
 export type SlideFields = {
@@ -17,21 +20,13 @@ export function uploadSlide(fields: SlideFields, onProgress: (fraction: number) 
   return upload<SlideJob>("/slides", form, { onProgress, signal });
 }
 
-// The direct-to-bucket route (issue 11). Written by hand from the contract until `npm run gen:api`
-// runs against a service that has it; then these become `Health["slides"]` and
-// `paths["/slides/uploads"]["post"]…`, and `uploadRoute` reads `health.slides` without the cast.
-export type SlideUploadOffer = { upload: "bucket" | "form"; max_slide_mb: number };
-export type SlideUploadRequest = { filename: string; size: number };
-export type SlideUpload = { upload_id: string; upload_url: string; chunk_bytes: number };
-export type SlideFromUpload = { upload_id: string; question: string | null };
-
-export type UploadRoute = SlideUploadOffer["upload"];
+/** How this service takes slides: "bucket" (straight to Cloud Storage) or "form" (multipart). */
+export type UploadRoute = Health["slides"]["upload"];
 
 /** "bucket" when GET / says the service opens uploads straight to its bucket; a local store, or an
- *  older service that does not say, takes the multipart form. */
+ *  older service whose health check has no `slides`, takes the multipart form. */
 export function uploadRoute(health: Health | null): UploadRoute {
-  const slides = (health as (Health & { slides?: SlideUploadOffer }) | null)?.slides;
-  return slides?.upload === "bucket" ? "bucket" : "form";
+  return health?.slides?.upload === "bucket" ? "bucket" : "form";
 }
 
 const JSON_BODY = { "Content-Type": "application/json" };
@@ -43,7 +38,7 @@ export function openSlideUpload(file: File, signal?: AbortSignal): Promise<Slide
 }
 
 /** 202 with the job, for an upload storage holds in full. */
-export function startUploadedSlide(body: SlideFromUpload, signal?: AbortSignal): Promise<SlideJob> {
+export function startUploadedSlide(body: StartSlide, signal?: AbortSignal): Promise<SlideJob> {
   return request<SlideJob>("/slides", { method: "POST", body: JSON.stringify(body), headers: JSON_BODY, signal });
 }
 
