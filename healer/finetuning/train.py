@@ -103,7 +103,7 @@ def with_lora(engine: MedGemmaEngine, config: TrainConfig) -> MedGemmaEngine:
     # Activations are recomputed in the backward pass instead of kept: at MedGemma's size, the
     # 27 vision layers over 4,096 patches and the 34 text layers held for backward exceed 24 GB
     # at two tiles a step (measured); recomputing them costs one more forward pass.
-    model.activation_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     model.enable_input_require_grads()
     return MedGemmaEngine(model, engine.processor, engine.info, engine.max_new_tokens)
 
