@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from healer.model.fake import FakeEngine
 from healer.logs import JsonFormatter, request_id
 from healer.settings import Settings
-from healer.api.app import create_app
+from healer.api.app import create_app, upload_origin
 from tests.test_predict import predict
 
 
@@ -59,6 +59,22 @@ def test_security_headers_on_every_answer(fake_client, he_tile_png):
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["x-frame-options"] == "DENY"
         assert response.headers["cache-control"] == "no-store"
+
+
+def test_the_page_may_talk_only_to_the_service_and_when_slides_go_to_the_bucket_to_cloud_storage(
+    tmp_path, monkeypatch, storage_emulator_url,
+):
+    def connect_src(settings: Settings) -> str:
+        with TestClient(create_app(settings, engine=FakeEngine())) as client:
+            policy = client.get("/app/").headers["content-security-policy"]
+        return next(part.strip() for part in policy.split(";") if part.strip().startswith("connect-src"))
+
+    assert connect_src(Settings(model_dir=tmp_path)) == "connect-src 'self'"
+    bucket = Settings(model_dir=tmp_path, slide_store="gs://b/slides")
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", storage_emulator_url)
+    assert connect_src(bucket) == f"connect-src 'self' {storage_emulator_url}"
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST")
+    assert upload_origin(bucket) == "https://storage.googleapis.com"  # where session URIs point on Google Cloud
 
 
 def test_cors_allows_only_the_configured_origins(tmp_path):

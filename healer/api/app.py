@@ -9,6 +9,7 @@ says ready too early; on shutdown the slide jobs stop first, then queued request
 
 import asyncio
 import logging
+import os
 import signal
 import time
 from contextlib import asynccontextmanager
@@ -83,13 +84,21 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["*"], expose_headers=["X-Request-ID", "Retry-After"],
         )
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, upload_origin=upload_origin(settings))
     install_error_handlers(app)
     app.include_router(screening.router)
     app.include_router(slides.router)
     if FRONTEND_DIST.is_dir():
         app.mount("/app", StaticFiles(directory=FRONTEND_DIST, html=True), name="app")
     return app
+
+
+def upload_origin(settings: Settings) -> str | None:
+    """Where the page sends slides when they go straight to Cloud Storage (its CSP must allow it)."""
+    if not (settings.slide_store or "").startswith("gs://"):
+        return None
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST")  # the Cloud Storage client's own variable
+    return emulator.rstrip("/") if emulator else "https://storage.googleapis.com"
 
 
 def _on_exit_signal(callback) -> None:

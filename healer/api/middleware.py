@@ -27,16 +27,21 @@ _ALWAYS = {
     "X-Frame-Options": "DENY",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
-# The page loads only its own files; images are previewed from blob: URLs.
-_PAGE_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
-    "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
-)
 
 
-def _security_headers(path: str) -> dict[str, str]:
+def page_csp(upload_origin: str | None = None) -> str:
+    """The page loads only its own files; images are previewed from blob: URLs. It talks to this
+    service, and to Cloud Storage's upload origin when slides go straight to the bucket."""
+    connect = "'self'" + (f" {upload_origin}" if upload_origin else "")
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+        f"connect-src {connect}; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+    )
+
+
+def _security_headers(path: str, csp: str) -> dict[str, str]:
     if path.startswith("/app"):
-        return {**_ALWAYS, "Content-Security-Policy": _PAGE_CSP}
+        return {**_ALWAYS, "Content-Security-Policy": csp}
     # Answers about patients' tissue must not sit in shared caches.
     return {**_ALWAYS, "Cache-Control": "no-store"}
 access_log = logging.getLogger("healer.access")
@@ -44,8 +49,9 @@ log = logging.getLogger(__name__)
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp):
+    def __init__(self, app: ASGIApp, upload_origin: str | None = None):
         self.app = app
+        self.csp = page_csp(upload_origin)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -63,7 +69,7 @@ class RequestContextMiddleware:
                 status = message["status"]
                 headers = MutableHeaders(scope=message)
                 headers["X-Request-ID"] = rid
-                for name, value in _security_headers(scope["path"]).items():
+                for name, value in _security_headers(scope["path"], self.csp).items():
                     headers.setdefault(name, value)
             await send(message)
 
