@@ -86,6 +86,13 @@ class Settings(BaseSettings):
                                  "projects/PROJECT/locations/REGION/jobs/NAME")
         return self
 
+    @field_validator("model_revision", "adapter_dir", "slide_store", "slide_store_mount", "slide_cloud_run_job",
+                     mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """`ADAPTER_DIR=` in a shell or a deploy script means "none", not the current directory."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:

@@ -55,12 +55,28 @@ def test_the_server_process_exits_non_zero_with_one_clear_line(tmp_path):
 @pytest.mark.parametrize(
     ("variable", "value", "complaint"),
     [("cors_origins", "*", "explicitly"), ("quantization", "fp16", "int8"),
-     ("max_new_tokens", "1024", "256"), ("device", "tpu", "cuda")],
+     ("max_new_tokens", "1024", "256"), ("device", "tpu", "cuda"),
+     ("slide_runner", "cloud-run-job", "SLIDE_STORE=gs://")],
 )
 def test_bad_settings_fail_at_start_up(monkeypatch, variable, value, complaint):
     monkeypatch.setenv(variable.upper(), value)
     with pytest.raises(ValidationError, match=complaint):
         Settings()
+
+
+def test_a_cloud_run_job_runner_needs_the_jobs_full_name(monkeypatch):
+    monkeypatch.setenv("SLIDE_RUNNER", "cloud-run-job")
+    monkeypatch.setenv("SLIDE_STORE", "gs://bucket/slides")
+    with pytest.raises(ValidationError, match="projects/PROJECT/locations/REGION/jobs/NAME"):
+        Settings()
+    monkeypatch.setenv("SLIDE_CLOUD_RUN_JOB", "projects/p/locations/europe-west1/jobs/healer-slides")
+    assert Settings().slide_cloud_run_job.endswith("/jobs/healer-slides")
+
+
+@pytest.mark.parametrize("variable", ["ADAPTER_DIR", "SLIDE_STORE", "MODEL_REVISION"])
+def test_an_empty_variable_means_unset_not_the_current_directory(monkeypatch, variable):
+    monkeypatch.setenv(variable, "")
+    assert getattr(Settings(), variable.lower()) is None
 
 
 def test_cors_origins_are_a_comma_separated_list(monkeypatch):
