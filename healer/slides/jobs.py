@@ -43,6 +43,7 @@ HEARTBEAT_S = 10.0  # the scoring instance refreshes its jobs' heartbeat this of
 STALE_S = 60.0  # …and a queued or running job whose heartbeat is older lost its instance
 EXECUTION_CHECK_S = 30.0  # a Cloud Run execution's state is asked at most this often per job
 POLL_S = 0.5  # event streams read the store this often
+UPLOAD_GRACE_S = 24 * 3600  # a direct upload not started yet is kept this long at least (slow links)
 UPLOAD_CHUNK_BYTES = 8 * 1024 * 1024  # what a direct upload's client sends per request (256 KiB multiple)
 LOST = "The instance scoring this slide stopped (a redeploy or a scale-in). Upload it again."
 TASKS_FAILED = "Scoring failed: a worker task failed after its retries. Upload the slide again."
@@ -375,7 +376,7 @@ class SlideJobs:
             try:
                 job = await self._read(job_id)
             except SlideNotFound:
-                if written < now - ttl:  # an upload never started, or a job half deleted
+                if written < now - max(ttl, UPLOAD_GRACE_S):  # an upload never started, or a job half deleted
                     await asyncio.to_thread(self.store.delete_job, job_id)
                 continue
             if job.status not in FINISHED:
