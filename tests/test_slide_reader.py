@@ -2,6 +2,7 @@
 kills it at once, and a real server's cancel and SIGTERM never wait on a hung read."""
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -105,7 +106,8 @@ def test_a_real_server_cancels_and_stops_while_a_slide_read_hangs(tmp_path):
         log = process.log_path.read_text()
     assert code == 0, log
     assert seconds < 5, f"shutdown took {seconds:.1f} s with a read hanging"
-    assert list(jobs_dir.iterdir()) == []
+    assert not list(jobs_dir.glob("*/slide*"))  # every slide deleted; the states say cancelled
+    assert {json.loads((jobs_dir / job / "state.json").read_text())["status"] for job in ids} == {"cancelled"}
 
 
 def test_a_read_that_needs_more_memory_than_the_cap_is_refused_not_hung(tmp_path):
