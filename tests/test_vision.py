@@ -4,6 +4,7 @@ import pytest
 import torch
 from transformers import AutoModelForImageTextToText
 
+from bench.vision_tower import main as bench_vision_tower
 from healer.model.engine import Query
 from healer.model.medgemma import MedGemmaEngine
 from healer.model.vision import keep_residuals_row_major, vision_embeddings
@@ -65,3 +66,11 @@ def test_the_engine_runs_its_tower_row_major_and_answers_as_before(demo_model_di
     assert generation.answer_step == 0  # the default demo answers at its first step: these logits
     [p_yes], _ = engine._read_answers(unpatched[None])
     assert generation.p_yes == p_yes
+
+
+def test_the_vision_tower_benchmark_prints_both_variants_and_their_agreement(capsys):
+    bench_vision_tower(["--layers", "1", "--rounds", "1", "--threads", "1"])
+    table = capsys.readouterr().out
+    assert "| | as served | row-major |" in table
+    assert "| max abs diff of the embeddings | 0 | 0 |" in table
+    assert "| copies (s) |" in table

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 
-def _row_major(module: nn.Module, args, output: torch.Tensor) -> torch.Tensor:
+def row_major(module: nn.Module, args, output: torch.Tensor) -> torch.Tensor:
+    """A forward hook: the module's output, copied row-major if it is not already."""
     return output.contiguous()
 
 
@@ -34,5 +35,5 @@ def keep_residuals_row_major(model: nn.Module) -> bool:
     embeddings = vision_embeddings(model)
     if embeddings is None:
         return False
-    embeddings.register_forward_hook(_row_major)
+    embeddings.register_forward_hook(row_major)
     return True
