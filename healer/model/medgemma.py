@@ -36,6 +36,7 @@ from healer.model.cpu_int8 import to_cpu_int8
 from healer.model.engine import Engine, Generation, ModelInfo, Query
 from healer.model.inputs import model_inputs
 from healer.model.model_dir import check_model_dir, read_source
+from healer.model.vision import keep_residuals_row_major
 from healer.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,7 @@ class MedGemmaEngine(Engine):
             model = AutoModelForImageTextToText.from_pretrained(settings.model_dir, **kwargs).eval()
         else:
             model = load_merged(AutoModelForImageTextToText, settings.model_dir, kwargs, settings.adapter_dir).eval()
+        keep_residuals_row_major(model)  # bit-identical; ~20 % less vision-tower time on the CPU
         if cpu_int8:
             to_cpu_int8(model)
             _release_freed_memory()
