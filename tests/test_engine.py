@@ -273,3 +273,20 @@ def test_a_confident_answer_stays_below_certainty(engine):
     assert torch.sigmoid(torch.tensor(gap)).item() == 1.0  # what float32 would report
     assert p_yes < 1.0 and 1.0 - p_yes == pytest.approx(torch.exp(torch.tensor(-gap, dtype=torch.float64)).item(), rel=1e-3)
     assert mass == pytest.approx(1.0, abs=1e-6)
+
+
+def test_torch_threads_sleep_at_barriers_instead_of_spinning():
+    """Importing the engine (as the server does) loads OpenMP with a passive wait policy, unless
+    the environment says otherwise: libgomp reports its spin count when asked to display it."""
+    import os
+    import subprocess
+    import sys
+
+    def spin_count(**env) -> str:
+        clean = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+        shown = subprocess.run([sys.executable, "-c", "import healer.model.medgemma"], capture_output=True,
+                               text=True, env={**clean, "OMP_DISPLAY_ENV": "VERBOSE", **env}, check=True)
+        return next(line.split("=")[1].strip(" '") for line in shown.stderr.splitlines() if "GOMP_SPINCOUNT" in line)
+
+    assert spin_count() == "0"
+    assert spin_count(OMP_WAIT_POLICY="ACTIVE") != "0"
