@@ -25,7 +25,8 @@ from healer.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from healer.logs import setup_logging
 from healer.metrics import MODEL_LOAD
 from healer.model.engine import Engine
-from healer.screening.prompts import DEMO_WARNING, DISCLAIMER
+from healer.model.load import load_engine
+from healer.screening.prompts import DISCLAIMER
 from healer.screening.service import ScreeningService
 from healer.settings import Settings
 from healer.slides.jobs import SlideJobs
@@ -34,17 +35,6 @@ FRONTEND_DIST = Path(__file__).resolve().parents[2] / "frontend" / "dist"
 MULTIPART_SLACK = 64 * 1024  # the form's boundaries and the question ride along with the file
 
 log = logging.getLogger("healer")
-
-
-def load_engine(settings: Settings) -> Engine:
-    from healer.model.medgemma import MedGemmaEngine  # torch and transformers load only when serving
-
-    engine = MedGemmaEngine.load(settings)
-    if engine.info.demo:
-        for line in ("=" * 72, DEMO_WARNING, "=" * 72):
-            log.warning(line)
-    engine.warmup()
-    return engine
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:

@@ -17,7 +17,7 @@ from healer.model.engine import Generation, Query
 from healer.settings import Settings
 from healer.slides.plan import MASK_SIDE
 from healer.slides.reader import SlideReader
-from healer.slides.state import STATE, JobState, Shard, key, shard_name, shard_range
+from healer.slides.state import FINISHED, STATE, JobState, Shard, key, shard_name, shard_range
 from healer.slides.store import Store
 from healer.slides.tiling import Tile
 
@@ -75,4 +75,4 @@ async def _stopped(store: Store, job_id: str) -> bool:
         status = (await asyncio.to_thread(store.read_json, key(job_id, STATE)))["status"]
     except FileNotFoundError:
         return True  # deleted
-    return status in ("done", "failed", "cancelled")
+    return status in FINISHED

@@ -17,11 +17,12 @@ import sys
 import traceback
 
 from healer.logs import job_tag, setup_logging, without_job_ids
+from healer.model.load import load_engine
 from healer.settings import Settings
 from healer.slides.results import finish
 from healer.slides.scoring import score_shard
 from healer.slides.state import FINISHED, STATE, JobState, key
-from healer.slides.store import open_store
+from healer.slides.store import Store, open_store
 
 log = logging.getLogger("healer.slides.worker")
 
@@ -38,6 +39,13 @@ async def run(job_id: str, settings: Settings) -> int:
     index, count = task_position()
     store = open_store(settings.slide_store, settings.slide_store_mount)
     try:
+        return await _score(job_id, index, count, settings, store)
+    finally:
+        store.close()
+
+
+async def _score(job_id: str, index: int, count: int, settings: Settings, store: Store) -> int:
+    try:
         job = JobState.of(await asyncio.to_thread(store.read_json, key(job_id, STATE)))
     except FileNotFoundError:
         log.warning("slide %s: no such job (deleted or expired); nothing to do", job_tag(job_id))
@@ -49,8 +57,6 @@ async def run(job_id: str, settings: Settings) -> int:
         log.error("slide %s: this execution has %d tasks, the job was split into %d", job_tag(job_id),
                   count, job.task_count)
         return 1
-    from healer.api.app import load_engine  # torch and transformers load only when there is work
-
     engine = await asyncio.to_thread(load_engine, settings)
     completed = await score_shard(store, job, index, count, settings,
                                   lambda queries: asyncio.to_thread(engine.generate, queries))
@@ -60,7 +66,6 @@ async def run(job_id: str, settings: Settings) -> int:
     final = await asyncio.to_thread(finish, store, job_id)
     log.info("slide %s: task %d of %d scored its shard%s", job_tag(job_id), index, count,
              "; the job is done" if final is not None and final.status == "done" else "")
-    store.close()
     return 0
 
 
