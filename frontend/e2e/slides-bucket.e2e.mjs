@@ -11,17 +11,12 @@
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { artifacts, chromiumPath, freePort, python, repo, waitForHealth } from "./support.mjs";
 
-const repo = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const python = process.env.HEALER_PYTHON ?? join(repo, ".venv", "bin", "python");
-const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const artifacts = join(repo, "test-artifacts");
 const BUCKET = "healer-e2e";
 const SCORE_TIMEOUT_MS = 300_000; // ~100 MB through the page, then tissue tiles on two CPU workers
 
@@ -32,16 +27,6 @@ let browser;
 let base;
 let largeSlide;
 const temp = mkdtempSync(join(tmpdir(), "healer-e2e-bucket-"));
-
-function freePort() {
-  return new Promise((ok, fail) => {
-    const probe = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = probe.address();
-      probe.close(() => ok(port));
-    });
-    probe.on("error", fail);
-  });
-}
 
 /** Starts `args` in a process group of its own, so `stop` reaches its children too. */
 function startGroup(args, env) {
@@ -90,23 +75,6 @@ function emulatorReady(child, timeoutMs) {
   });
 }
 
-async function waitForHealth(url, timeoutMs) {
-  const deadline = Date.now() + timeoutMs;
-  let last = "no attempt";
-  while (Date.now() < deadline) {
-    if (server.exitCode !== null) throw new Error(`the service exited (${server.exitCode}):\n${server.log}`);
-    try {
-      const response = await fetch(url, { signal: AbortSignal.timeout(5000) });
-      if (response.status === 200) return response.json();
-      last = `HTTP ${response.status}`;
-    } catch (error) {
-      last = String(error?.cause ?? error);
-    }
-    await new Promise((ok) => setTimeout(ok, 500));
-  }
-  throw new Error(`no 200 from ${url} within ${timeoutMs / 1000} s (last: ${last}):\n${server.log}`);
-}
-
 /** "107.1 MB", as the page writes sizes (src/lib/format.ts). */
 const megabytes = (bytes) => `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
 
@@ -136,7 +104,7 @@ before(async () => {
     SLIDE_RUNNER: "processes",
     SLIDE_WORKERS: "2",
   });
-  const health = await waitForHealth(`${base}/`, 180_000);
+  const health = await waitForHealth(`${base}/`, 180_000, server, () => server.log);
   assert.equal(health.model.demo, true, "the e2e service should run the demo model");
   assert.equal(health.slides?.upload, "bucket", "a gs:// store should offer uploads straight to the bucket");
 

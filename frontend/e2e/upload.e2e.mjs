@@ -5,17 +5,12 @@
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { artifacts, chromiumPath, freePort, python, repo, waitForHealth } from "./support.mjs";
 
-const repo = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const python = process.env.HEALER_PYTHON ?? join(repo, ".venv", "bin", "python");
-const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const artifacts = join(repo, "test-artifacts");
 const ANSWER_TIMEOUT_MS = 120_000;
 
 let server;
@@ -23,33 +18,6 @@ let serverLog = "";
 let browser;
 let base;
 const temp = mkdtempSync(join(tmpdir(), "healer-e2e-"));
-
-function freePort() {
-  return new Promise((ok, fail) => {
-    const probe = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = probe.address();
-      probe.close(() => ok(port));
-    });
-    probe.on("error", fail);
-  });
-}
-
-async function waitForHealth(url, timeoutMs) {
-  const deadline = Date.now() + timeoutMs;
-  let last = "no attempt";
-  while (Date.now() < deadline) {
-    if (server.exitCode !== null) throw new Error(`the service exited (${server.exitCode}):\n${serverLog}`);
-    try {
-      const response = await fetch(url, { signal: AbortSignal.timeout(5000) });
-      if (response.status === 200) return response.json();
-      last = `HTTP ${response.status}`;
-    } catch (error) {
-      last = String(error?.cause ?? error); // not listening yet, or an attempt that hung
-    }
-    await new Promise((ok) => setTimeout(ok, 500));
-  }
-  throw new Error(`no 200 from ${url} within ${timeoutMs / 1000} s (last: ${last}):\n${serverLog}`);
-}
 
 before(async () => {
   assert.ok(existsSync(join(repo, "frontend", "dist", "index.html")), "frontend/dist is missing: run `npm run build` first");
@@ -67,7 +35,7 @@ before(async () => {
   });
   server.stdout.on("data", (chunk) => (serverLog += chunk));
   server.stderr.on("data", (chunk) => (serverLog += chunk));
-  const health = await waitForHealth(`${base}/`, 180_000);
+  const health = await waitForHealth(`${base}/`, 180_000, server, () => serverLog);
   assert.equal(health.model.demo, true, "the e2e service should run the demo model");
 
   browser = await chromium.launch({
