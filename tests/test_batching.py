@@ -49,6 +49,45 @@ def test_concurrent_requests_share_one_batch_and_keep_their_own_answers(engine, 
         assert shared.answer_label == alone.answer_label
 
 
+def test_requests_still_decoding_their_image_join_the_batch_instead_of_waiting_for_the_next(he_tile):
+    engine, sizes = FakeEngine(), []
+
+    async def scenario():
+        batcher = Batcher(engine, max_batch_size=4, max_wait_ms=10, max_prepare_wait_s=5,
+                          on_batch=lambda n, s: sizes.append(n))
+
+        async def decoding_first(seconds):
+            async with batcher.place():
+                await asyncio.sleep(seconds)  # its image is being decoded, well past max_wait_ms
+                return await batcher.submit(Query(he_tile, "q"), placed=True)
+
+        await asyncio.gather(batcher.submit(Query(he_tile, "q")), *(decoding_first(0.1 * i) for i in (1, 2, 3)))
+        await batcher.drain(grace_s=1)
+
+    run(scenario())
+    assert sizes == [4]
+
+
+def test_a_request_that_fails_to_decode_does_not_hold_the_batch_back(he_tile):
+    engine = FakeEngine()
+
+    async def scenario():
+        batcher = Batcher(engine, max_batch_size=4, max_wait_ms=10, max_prepare_wait_s=10)
+
+        async def undecodable():
+            with pytest.raises(ValueError):
+                async with batcher.place():
+                    await asyncio.sleep(0.05)
+                    raise ValueError("not an image")
+
+        started = time.monotonic()
+        await asyncio.gather(batcher.submit(Query(he_tile, "q")), undecodable())
+        await batcher.drain(grace_s=1)
+        return time.monotonic() - started
+
+    assert run(scenario()) < 5  # not the 10 s it would wait for a request still decoding
+
+
 def test_answer_only_and_explained_requests_are_not_mixed(he_tile):
     engine, sizes = FakeEngine(), []
 
