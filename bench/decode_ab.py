@@ -1,7 +1,7 @@
 """Decode levers measured against each other in one process, interleaved, at full size.
 
     MODEL_DIR=/work/cache/models/medgemma-4b QUANTIZATION=int8 DEVICE=cpu \
-        python -m bench.decode_ab --steps 16 --rounds 3 baseline unfused static
+        python -m bench.decode_ab --steps 16 --rounds 3 baseline weight_only static
 
 The CPU is shared and its load moves from minute to minute, so each lever runs alternately with
 the others in the same process, on the same prompt (one real 896 px H&E tile and the served
@@ -28,58 +28,37 @@ from healer.screening.prompts import DEFAULT_QUESTION
 from healer.settings import Settings
 
 
-class _UnfusedMLP(torch.nn.Module):
-    def __init__(self, fused: cpu_int8.Int8GatedMLP):
-        super().__init__()
-        self.gate_proj, self.up_proj = _split(fused.gate_up_proj, [fused.intermediate_size] * 2)
-        self.down_proj, self.act_fn = fused.down_proj, fused.act_fn
-
-    def forward(self, x):
-        return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
-
-
-def _split(fused: cpu_int8.Int8Linear, sizes: list[int]) -> list[cpu_int8.Int8Linear]:
-    return [cpu_int8.Int8Linear(w.clone(), s.clone())
-            for w, s in zip(fused.weight.split(sizes), fused.scales.split(sizes))]
+def weight_only(linear: cpu_int8.Int8Linear) -> cpu_int8.WeightOnlyInt8Linear:
+    """The same int8 rows and scales behind the weight-only kernel (bf16 activations): the
+    int8 path as it was before activations were quantized."""
+    rows = linear.packed.to_dense().t().contiguous()  # oneDNN holds the weight as [in, out]
+    return cpu_int8.WeightOnlyInt8Linear(rows, linear.scales.to(torch.bfloat16))
 
 
 class Levers:
-    """Each lever is a context in which generate runs. The engine loads with q‖k‖v and gate‖up
-    fused; `unfused` swaps in separate q, k, v, gate and up modules cut from the same rows (both
-    kept: ~2 GiB more than either alone)."""
+    """Each lever is a context in which generate runs. `weight_only` runs every int8 layer
+    linear through the weight-only kernel instead (both kept: ~3.2 GiB more at full size)."""
 
     def __init__(self, engine: MedGemmaEngine):
         self.engine = engine
-        self._swaps: list | None = None
+        self._weight_only: list | None = None
 
-    def _unfused_swaps(self) -> list:
-        if self._swaps is None:
-            swaps = []
-            for layer in self.engine.model.model.language_model.layers:
-                attention = layer.self_attn
-                fused = (attention.q_proj, attention.k_proj, attention.v_proj)
-                swaps.append((attention, fused, tuple(_split(attention.qkv.qkv_proj, attention.qkv.sizes))))
-                swaps.append((layer, layer.mlp, _UnfusedMLP(layer.mlp)))
-            self._swaps = swaps
-        return self._swaps
+    def _weight_only_pairs(self) -> list:
+        if self._weight_only is None:
+            layers = self.engine.model.model.language_model.layers
+            self._weight_only = [(m, weight_only(m)) for m in layers.modules() if isinstance(m, cpu_int8.Int8Linear)]
+        return self._weight_only
 
     @contextlib.contextmanager
-    def unfused(self):
-        swaps = self._unfused_swaps()
-        self._apply(swaps, 2)
+    def weight_only(self):
+        pairs = self._weight_only_pairs()
+        for int8, plain in pairs:
+            int8.forward = plain.forward
         try:
             yield {}
         finally:
-            self._apply(swaps, 1)
-
-    @staticmethod
-    def _apply(swaps, index):
-        for owner, *choices in swaps:
-            chosen = choices[index - 1]
-            if isinstance(chosen, tuple):
-                owner.q_proj, owner.k_proj, owner.v_proj = chosen
-            else:
-                owner.mlp = chosen
+            for int8, _ in pairs:
+                del int8.forward
 
     @contextlib.contextmanager
     def baseline(self):

@@ -1,5 +1,5 @@
-"""The CPU int8 kernels compute the layer they replace, on both the decode and the prefill path,
-and fusing q‖k‖v and gate‖up changes no output."""
+"""The CPU int8 kernels compute the layer they replace, on both the decode and the prefill path;
+an answer never depends on the others in its batch; fusing q‖k‖v and gate‖up changes no output."""
 
 import copy
 
@@ -10,8 +10,7 @@ from healer.model.cpu_int8 import (
     DECODE_ROWS,
     Int8Linear,
     Int8ScaledEmbedding,
-    fuse_projections,
-    fuse_rows,
+    WeightOnlyInt8Linear,
     quantize_language_model,
     quantize_rows,
 )
@@ -35,16 +34,36 @@ def test_rows_come_back_within_half_a_step_of_their_scale(linear):
     assert (back - linear.weight.float()).abs().max(dim=1).values.le(scales.float() * 0.51).all()
 
 
-@pytest.mark.parametrize("rows", [1, DECODE_ROWS, DECODE_ROWS + 1, 300])  # decode and prefill kernels
-def test_int8_linear_matches_the_bf16_linear(linear, rows):
+QUANTIZED = {
+    "int8 x int8": lambda linear: Int8Linear.from_linears([linear]),
+    "int8 weights": WeightOnlyInt8Linear.from_linear,
+}
+
+
+@pytest.mark.parametrize("kind", QUANTIZED)
+@pytest.mark.parametrize("rows", [1, DECODE_ROWS, DECODE_ROWS + 1, 300])  # decode and prefill shapes
+def test_int8_linears_match_the_bf16_linear(linear, kind, rows):
     x = torch.randn(2, rows, 256, dtype=torch.bfloat16)
-    got = Int8Linear.from_linear(linear)(x)
+    got = QUANTIZED[kind](linear)(x)
     assert got.shape == (2, rows, 96) and got.dtype == torch.bfloat16
     assert relative_error(got, linear(x)) < 0.02
 
 
+def test_a_rows_output_does_not_depend_on_the_other_rows_in_its_batch(linear):
+    """Activations are quantized row by row: an answer batched with others, even one with a
+    hundredfold larger activation, is computed exactly as it would be alone."""
+    int8 = Int8Linear.from_linears([linear])
+    torch.manual_seed(2)
+    alone = torch.randn(1, 256, dtype=torch.bfloat16)
+    loud = 100 * torch.randn(3, 256, dtype=torch.bfloat16)
+    for rows in (1, DECODE_ROWS + 4):  # decode and prefill shapes
+        batch = torch.cat([loud.repeat(rows, 1)[: rows - 1], alone]) if rows > 1 else alone
+        assert torch.equal(int8(batch)[-1:], int8(alone))
+    assert torch.equal(int8(torch.cat([alone, loud]))[:1], int8(alone))
+
+
 def test_embedding_rows_are_the_heads_rows_times_gemmas_scale(linear):
-    head = Int8Linear.from_linear(linear)
+    head = WeightOnlyInt8Linear.from_linear(linear)
     ids = torch.tensor([[0, 5, 95]])
     want = linear.weight.detach()[ids] * 16.0
     for shared in (True, False):
@@ -54,26 +73,38 @@ def test_embedding_rows_are_the_heads_rows_times_gemmas_scale(linear):
         assert ("table.weight" in dict(embedding.named_buffers())) is not shared
 
 
-@pytest.mark.parametrize("rows", [1, 300])  # decode and prefill kernels
+@pytest.mark.parametrize("rows", [1, 300])  # decode and prefill shapes
 def test_fused_rows_give_each_part_its_own_output_exactly(rows):
     torch.manual_seed(1)
-    parts = [Int8Linear.from_linear(torch.nn.Linear(64, width, bias=False).to(torch.bfloat16)) for width in (48, 16, 16)]
+    parts = [torch.nn.Linear(64, width, bias=False).to(torch.bfloat16) for width in (48, 16, 16)]
     x = torch.randn(rows, 64, dtype=torch.bfloat16)
-    got = fuse_rows(parts)(x).split([48, 16, 16], dim=-1)
+    got = Int8Linear.from_linears(parts)(x).split([48, 16, 16], dim=-1)
     for part, out in zip(parts, got):
-        assert torch.equal(out, part(x))
+        assert torch.equal(out, Int8Linear.from_linears([part])(x))
+
+
+def _quantized_unfused(model: torch.nn.Module) -> torch.nn.Module:
+    """Each linear of the language model as an int8 linear of its own, the head as
+    quantize_language_model makes it: the reference that fusion must reproduce."""
+    for layer in model.model.language_model.layers:
+        for owner, names in ((layer.self_attn, ("q_proj", "k_proj", "v_proj", "o_proj")),
+                             (layer.mlp, ("gate_proj", "up_proj"))):
+            for name in names:
+                setattr(owner, name, Int8Linear.from_linears([getattr(owner, name)]))
+        layer.mlp.down_proj = WeightOnlyInt8Linear.from_linear(layer.mlp.down_proj)
+    assert quantize_language_model(model) == 1  # nothing left in bf16 but the head (and embedding)
+    return model
 
 
 @pytest.fixture(scope="module")
 def tiny_int8_pair():
-    """The demo model quantized twice from the same weights: as loaded, and with q‖k‖v and
-    gate‖up fused."""
+    """The demo model quantized twice from the same weights: one int8 linear per projection,
+    and as served (q‖k‖v and gate‖up fused)."""
     tokenizer = build_tokenizer()
     model = build_model(tokenizer)
-    plain, fused = copy.deepcopy(model), model
-    quantize_language_model(plain)
-    quantize_language_model(fused)
-    assert fuse_projections(fused) == 2 * len(fused.model.language_model.layers)
+    plain, fused = _quantized_unfused(copy.deepcopy(model)), model
+    layers = len(fused.model.language_model.layers)
+    assert quantize_language_model(fused) == 4 * layers + 1  # attention and MLP: 2 each, and the head
     return plain, fused
 
 

@@ -1,25 +1,31 @@
-"""8-bit weights on the CPU: the language model's linears, embedding and output head in int8.
+"""8-bit on the CPU: the language model's weights in int8, with int8 × int8 matmuls (oneDNN)
+where the input is a normalized hidden state.
 
 bitsandbytes is the right tool on CUDA; on the CPU its int8 path casts activations to float16 and
 ran slower than bf16 (74 ms vs 1.5 ms for one decode-shaped Linear on an AMX Xeon). Here every
-weight matrix of the language model is stored once as int8 with one bf16 scale per output row
-(symmetric absmax: weight-only, the activations stay bf16), and each call picks the kernel that
-suits its shape, with no compiler and so no start-up compilation:
+weight matrix of the language model is stored once as int8 with one scale per output row
+(symmetric absmax), and:
 
-- a few rows (decode steps, the output head): `torch._weight_int8pack_mm` reads the int8 weights
-  directly, half the bytes of bf16; decode is bound by reading the weights once per token.
-- many rows (prefill): the int8 weight is widened to bf16 (into a reused buffer) and multiplied
-  with the bf16 matmul (AMX where the CPU has it); the per-row scale is applied to the product.
-  Widening costs ~0.75x a bf16 matmul of a 360-token prompt; the int8 x int8 alternatives
-  measured slower still in eager mode (oneDNN's qlinear 2.1x bf16, torch._int_mm with per-token
-  activation quantization 3.5x), as they pay for quantizing activations and rescaling outputs.
+- **q‖k‖v, o and gate‖up** (`Int8Linear`) also quantize their input, one int8 scale per row (per
+  token), and multiply int8 × int8 in oneDNN's prepacked kernel (AMX or VNNI where the CPU has
+  them). int32 sums are exact, so a row's output depends on that row alone, never on the other
+  answers in its batch. On an AMX Xeon with 2 threads and the weights cold in memory, a decode
+  step's 2560→20480 gate‖up read its weight at 18–19 GB/s against 11–12 GB/s for the weight-only
+  kernel; a 709-token prefill of that shape took 29 ms against 45 ms in bf16 and 62 ms for
+  widening the int8 weight to bf16 first. Whole decode steps: 0.386 vs 0.426 s/token
+  (`bench/decode_ab.py`, interleaved).
+- **down and the output head** (`WeightOnlyInt8Linear`) keep their input in bf16. down's input,
+  GELU(gate)·up, is where language models' rare huge activations arise: one scale per token would
+  leave the other values a few int8 steps. The head's logits are what P(yes) is read from. Decode
+  reads them with `torch._weight_int8pack_mm` (down at the same speed as int8 × int8); prefill
+  widens the int8 weight to bf16 for the matmul. The head's rows are also the embedding table:
+  MedGemma ties them.
 
-Each layer's q, k and v are one int8 matrix, and so are gate and up (`fuse_projections`): a
-decode step makes 4 kernel calls per layer instead of 7, reading the same bytes.
+Each layer's q, k and v are one int8 matrix, and so are gate and up: a decode step makes 4
+kernel calls per layer instead of 7, reading the same bytes.
 
-The embedding and the output head share one int8 matrix when the model ties them, as MedGemma does. The vision
-tower and the projector stay bf16: they run once per image, compute-bound, where int8 weights
-save no time.
+The vision tower and the projector stay bf16: they run once per image, compute-bound, where
+int8 weights save no time.
 """
 
 import threading
@@ -27,8 +33,8 @@ import threading
 import torch
 from torch import nn
 
-# Up to this many rows, the int8 matrix-vector kernel beats widening the weight (decode of a
-# batch of up to 16 answers); beyond, the bf16 matmul's throughput wins.
+# Up to this many rows, the weight-only int8 kernel beats widening the weight (decode of a batch
+# of up to 16 answers); beyond, the bf16 matmul's throughput wins.
 DECODE_ROWS = 16
 _CHUNK_ROWS = 16_384  # quantize big matrices (the 262k-row embedding) in slices: bounded fp32 scratch
 
@@ -38,9 +44,8 @@ _scratch = threading.local()
 
 def _widened(weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """The int8 weight as `dtype`, written into a buffer reused across calls of the same shape:
-    a fresh 52 MB tensor per MLP call costs its page faults every time (prefill measured 96 ms
-    per 2560x10240 call with a fresh tensor, 67 ms with the buffer, 38 ms in plain bf16).
-    One buffer per shape and thread (the model thread and a warm-up never share one)."""
+    a fresh 52 MB tensor per call costs its page faults every time. One buffer per shape and
+    thread (the model thread and a warm-up never share one)."""
     buffers = _scratch.__dict__.setdefault("buffers", {})
     key = (tuple(weight.shape), dtype)
     if key not in buffers:
@@ -62,7 +67,46 @@ def quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class Int8Linear(nn.Module):
-    """y = x Wᵀ with W held as int8 rows × bf16 scales; no bias (Gemma's linears have none)."""
+    """y = x Wᵀ as int8 × int8: W as int8 rows × scales, prepacked for oneDNN; x quantized per
+    row as it arrives. No bias (Gemma's linears have none)."""
+
+    def __init__(self, weight: torch.Tensor, scales: torch.Tensor):
+        super().__init__()
+        self.out_features, self.in_features = weight.shape
+        # An opaque oneDNN tensor (its layout is the kernel's): an attribute, not a buffer, as
+        # it has no storage a state dict or a copy could read.
+        self.packed = torch.ops.onednn.qlinear_prepack(weight, [1, self.in_features])
+        self.register_buffer("scales", scales.float())  # [out] fp32, as oneDNN takes them
+        self.register_buffer("zero_points", torch.zeros(self.out_features, dtype=torch.int64), persistent=False)
+
+    @classmethod
+    def from_linears(cls, linears: list[nn.Linear]) -> "Int8Linear":
+        """One Int8Linear whose output is the given linears' outputs side by side (one of them:
+        the linear itself). Rows are quantized each with its own scale, so stacking changes no
+        output element."""
+        if any(linear.bias is not None for linear in linears):
+            raise ValueError("Int8Linear holds no bias")
+        if len({linear.in_features for linear in linears}) != 1:
+            raise ValueError("fused linears must read the same input width")
+        return cls(*quantize_rows(torch.cat([linear.weight.detach() for linear in linears])))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.in_features)
+        # Per-row symmetric scales, rounded to x's dtype first so that the scale applied to the
+        # product is exactly the one each row was divided by.
+        scale = (rows.abs().amax(dim=1, keepdim=True).float() / 127).clamp_(min=1e-12).to(x.dtype)
+        quantized = rows.float().div_(scale.float()).round_().to(torch.int8)
+        out = torch.ops.onednn.qlinear_pointwise(
+            quantized, 1.0, 0, self.packed, self.scales, self.zero_points, None, 1.0, 0, x.dtype, "none", [], ""
+        )
+        return out.mul_(scale).reshape(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 x int8"
+
+
+class WeightOnlyInt8Linear(nn.Module):
+    """y = x Wᵀ with W held as int8 rows × bf16 scales and x kept as it is: the output head."""
 
     def __init__(self, weight: torch.Tensor, scales: torch.Tensor):
         super().__init__()
@@ -71,31 +115,21 @@ class Int8Linear(nn.Module):
         self.in_features, self.out_features = weight.shape[1], weight.shape[0]
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear) -> "Int8Linear":
+    def from_linear(cls, linear: nn.Linear) -> "WeightOnlyInt8Linear":
         if linear.bias is not None:
-            raise ValueError("Int8Linear holds no bias")
+            raise ValueError("WeightOnlyInt8Linear holds no bias")
         return cls(*quantize_rows(linear.weight.detach()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)
-        if rows.shape[0] <= DECODE_ROWS:
+        if rows.shape[0] <= DECODE_ROWS:  # generate asks the head for one row per answer
             out = torch._weight_int8pack_mm(rows.contiguous(), self.weight, self.scales.to(x.dtype))
         else:
             out = nn.functional.linear(rows, _widened(self.weight, x.dtype)).mul_(self.scales.to(x.dtype))
         return out.reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, int8"
-
-
-def fuse_rows(linears: list[Int8Linear]) -> Int8Linear:
-    """One Int8Linear whose output is the given ones' outputs side by side: their int8 rows and
-    scales stacked. Each output element is still one row's dot product with its own scale, so the
-    result is the same; a decode step makes one kernel call (one parallel region) instead of
-    several, and under a loaded CPU each call's thread wake-up costs as much as its work."""
-    if len({linear.in_features for linear in linears}) != 1:
-        raise ValueError("fused linears must read the same input width")
-    return Int8Linear(torch.cat([linear.weight for linear in linears]), torch.cat([linear.scales for linear in linears]))
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 weights"
 
 
 class Int8GatedMLP(nn.Module):
@@ -104,8 +138,8 @@ class Int8GatedMLP(nn.Module):
     def __init__(self, mlp: nn.Module):
         super().__init__()
         self.intermediate_size = mlp.gate_proj.out_features
-        self.gate_up_proj = fuse_rows([mlp.gate_proj, mlp.up_proj])
-        self.down_proj = mlp.down_proj
+        self.gate_up_proj = Int8Linear.from_linears([mlp.gate_proj, mlp.up_proj])
+        self.down_proj = WeightOnlyInt8Linear.from_linear(mlp.down_proj)
         self.act_fn = mlp.act_fn
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -134,7 +168,7 @@ class _SharedQKV(nn.Module):
         super().__init__()
         parts = [attention.q_proj, attention.k_proj, attention.v_proj]
         self.sizes = [part.out_features for part in parts]
-        self.qkv_proj = fuse_rows(parts)
+        self.qkv_proj = Int8Linear.from_linears(parts)
         self._input: torch.Tensor | None = None
         self._version: int | None = None
         self._parts: tuple = ()
@@ -151,18 +185,19 @@ class _SharedQKV(nn.Module):
         return out
 
 
-def fuse_attention_projections(attention: nn.Module) -> None:
-    """q, k and v of one attention module as one int8 matmul (see _FusedProjection)."""
+def _quantize_attention(attention: nn.Module) -> None:
+    """q, k and v of one attention module as one int8 matmul (see _FusedProjection), o as one."""
     shared = _SharedQKV(attention)
     attention.qkv = shared
     attention.q_proj, attention.k_proj, attention.v_proj = (_FusedProjection(shared, i) for i in range(3))
+    attention.o_proj = Int8Linear.from_linears([attention.o_proj])
 
 
 class Int8ScaledEmbedding(nn.Module):
     """Gemma 3's scaled word embedding over int8 rows: the output head's own when the model ties
     them (MedGemma does), a table of its own otherwise."""
 
-    def __init__(self, table: Int8Linear, embed_scale: torch.Tensor, dtype: torch.dtype, shared: bool):
+    def __init__(self, table: WeightOnlyInt8Linear, embed_scale: torch.Tensor, dtype: torch.dtype, shared: bool):
         super().__init__()
         if shared:
             self._shared = [table]  # a list: lm_head registers it, a second registration would copy it
@@ -177,21 +212,6 @@ class Int8ScaledEmbedding(nn.Module):
         return rows * table.scales[input_ids].unsqueeze(-1) * self.embed_scale
 
 
-def fuse_projections(model: nn.Module) -> int:
-    """q‖k‖v and gate‖up of every language-model layer as one int8 matmul each: 4 kernel calls
-    per layer and decode step instead of 7, reading the same bytes. Returns how many modules."""
-    fused = 0
-    for parent in list(model.model.language_model.modules()):
-        for name, child in list(parent.named_children()):
-            if all(isinstance(getattr(child, p, None), Int8Linear) for p in ("gate_proj", "up_proj", "down_proj")):
-                setattr(parent, name, Int8GatedMLP(child))
-                fused += 1
-            elif all(isinstance(getattr(child, p, None), Int8Linear) for p in ("q_proj", "k_proj", "v_proj")):
-                fuse_attention_projections(child)
-                fused += 1
-    return fused
-
-
 def to_cpu_int8(model: nn.Module) -> int:
     """Quantize the language model, then copy what stays bf16 off the checkpoint's memory map.
 
@@ -201,26 +221,41 @@ def to_cpu_int8(model: nn.Module) -> int:
     copied, nothing points into the file and the mapping closes: what stays is anonymous int8
     and bf16 memory only. Returns how many modules were quantized."""
     swapped = quantize_language_model(model)
-    fuse_projections(model)
     for module in model.modules():
         for parameter in module.parameters(recurse=False):
             parameter.data = parameter.data.clone()
     return swapped
 
 
-def quantize_language_model(model: nn.Module) -> int:
-    """Swap the language model's linears, embedding and tied head for int8 ones, in place, one
-    at a time. Returns how many."""
-    text = model.model.language_model
+def _is_bf16_linear(module: nn.Module | None) -> bool:
+    return type(module) is nn.Linear
+
+
+def _quantize_children(parent: nn.Module) -> int:
     swapped = 0
-    for parent in list(text.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, nn.Linear):
-                setattr(parent, name, Int8Linear.from_linear(child))
-                swapped += 1
+    for name, child in list(parent.named_children()):
+        if all(_is_bf16_linear(getattr(child, p, None)) for p in ("gate_proj", "up_proj", "down_proj")):
+            setattr(parent, name, Int8GatedMLP(child))
+            swapped += 2
+        elif all(_is_bf16_linear(getattr(child, p, None)) for p in ("q_proj", "k_proj", "v_proj", "o_proj")):
+            _quantize_attention(child)
+            swapped += 2
+        elif _is_bf16_linear(child):
+            setattr(parent, name, Int8Linear.from_linears([child]))
+            swapped += 1
+        else:
+            swapped += _quantize_children(child)
+    return swapped
+
+
+def quantize_language_model(model: nn.Module) -> int:
+    """Swap the language model's linears for int8 ones, in place, one module at a time (q‖k‖v
+    and gate‖up fused), then the tied head and the embedding. Returns how many int8 modules."""
+    text = model.model.language_model
+    swapped = _quantize_children(text)
     embedding, head = text.embed_tokens, model.lm_head
     tied = head.weight.data_ptr() == embedding.weight.data_ptr()
-    model.lm_head = Int8Linear.from_linear(head)
-    table = model.lm_head if tied else Int8Linear(*quantize_rows(embedding.weight.detach()))
+    model.lm_head = WeightOnlyInt8Linear.from_linear(head)
+    table = model.lm_head if tied else WeightOnlyInt8Linear(*quantize_rows(embedding.weight.detach()))
     text.embed_tokens = Int8ScaledEmbedding(table, embedding.embed_scale, embedding.weight.dtype, shared=tied)
     return swapped + 1
