@@ -81,9 +81,9 @@ class Int8Linear(nn.Module):
 
     @classmethod
     def from_linears(cls, linears: list[nn.Linear]) -> "Int8Linear":
-        """One Int8Linear whose output is the given linears' outputs side by side (one of them:
-        the linear itself). Rows are quantized each with its own scale, so stacking changes no
-        output element."""
+        """One Int8Linear whose output is the given linears' outputs side by side (given one:
+        that linear). Rows are quantized each with its own scale, so stacking changes no output
+        element."""
         if any(linear.bias is not None for linear in linears):
             raise ValueError("Int8Linear holds no bias")
         if len({linear.in_features for linear in linears}) != 1:
@@ -106,7 +106,7 @@ class Int8Linear(nn.Module):
 
 
 class WeightOnlyInt8Linear(nn.Module):
-    """y = x Wᵀ with W held as int8 rows × bf16 scales and x kept as it is: the output head."""
+    """y = x Wᵀ with W held as int8 rows × bf16 scales and x kept as it is: down and the head."""
 
     def __init__(self, weight: torch.Tensor, scales: torch.Tensor):
         super().__init__()
@@ -122,7 +122,7 @@ class WeightOnlyInt8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)
-        if rows.shape[0] <= DECODE_ROWS:  # generate asks the head for one row per answer
+        if rows.shape[0] <= DECODE_ROWS:  # a decode step: one row per answer
             out = torch._weight_int8pack_mm(rows.contiguous(), self.weight, self.scales.to(x.dtype))
         else:
             out = nn.functional.linear(rows, _widened(self.weight, x.dtype)).mul_(self.scales.to(x.dtype))
