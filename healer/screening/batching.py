@@ -5,8 +5,8 @@ Requests wait in a bounded queue. One background task takes the oldest, gathers 
 `max_wait_ms`, and runs them as one batch on the model thread. Requests already admitted and
 still decoding their image are waited for too, up to `max_prepare_wait_s`: they join in tens of
 milliseconds, where a second model call would cost them seconds (four clients at once at full
-size on 2 CPUs went in two calls when the batch left 10 ms after the first). The engine's left-padded batch
-gives each query the answer it would get alone (within numerical noise).
+size on 2 CPUs went in two calls when the batch left 10 ms after the first). The engine's
+left-padded batch gives each query the answer it would get alone (within numerical noise).
 
 - A full queue refuses at once (`Busy`, 503 with Retry-After) without touching the model. A
   request takes its place (`place()`) before its image is decoded, so a refusal costs nothing
