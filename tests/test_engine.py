@@ -1,6 +1,9 @@
 """The real engine (transformers, the same code that loads MedGemma) on the tiny demo model."""
 
 import gc
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -278,9 +281,6 @@ def test_a_confident_answer_stays_below_certainty(engine):
 def test_torch_threads_sleep_at_barriers_instead_of_spinning():
     """Importing the engine (as the server does) loads OpenMP with a passive wait policy, unless
     the environment says otherwise: libgomp reports its spin count when asked to display it."""
-    import os
-    import subprocess
-    import sys
 
     def spin_count(**env) -> str:
         clean = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}

@@ -227,20 +227,20 @@ def to_cpu_int8(model: nn.Module) -> int:
     return swapped
 
 
-def _is_bf16_linear(module: nn.Module | None) -> bool:
+def _is_plain_linear(module: nn.Module | None) -> bool:
     return type(module) is nn.Linear
 
 
 def _quantize_children(parent: nn.Module) -> int:
     swapped = 0
     for name, child in list(parent.named_children()):
-        if all(_is_bf16_linear(getattr(child, p, None)) for p in ("gate_proj", "up_proj", "down_proj")):
+        if all(_is_plain_linear(getattr(child, p, None)) for p in ("gate_proj", "up_proj", "down_proj")):
             setattr(parent, name, Int8GatedMLP(child))
             swapped += 2
-        elif all(_is_bf16_linear(getattr(child, p, None)) for p in ("q_proj", "k_proj", "v_proj", "o_proj")):
+        elif all(_is_plain_linear(getattr(child, p, None)) for p in ("q_proj", "k_proj", "v_proj", "o_proj")):
             _quantize_attention(child)
             swapped += 2
-        elif _is_bf16_linear(child):
+        elif _is_plain_linear(child):
             setattr(parent, name, Int8Linear.from_linears([child]))
             swapped += 1
         else:
