@@ -28,11 +28,11 @@ from healer.screening.prompts import DEFAULT_QUESTION
 from healer.settings import Settings
 
 
-def as_weight_only(linear: cpu_int8.Int8Linear) -> cpu_int8.WeightOnlyInt8Linear:
+def as_weight_only(linear: cpu_int8.PackedInt8Linear) -> cpu_int8.Int8RowsLinear:
     """The same int8 rows and scales behind the weight-only kernel (bf16 activations): the
-    int8 path as it was before activations were quantized."""
+    int8 path as it was before activations were quantized (AMX's prepacked layers only)."""
     rows = linear.packed.to_dense().t().contiguous()  # oneDNN holds the weight as [in, out]
-    return cpu_int8.WeightOnlyInt8Linear(rows, linear.scales.to(torch.bfloat16))
+    return cpu_int8.Int8RowsLinear(rows, linear.scales.to(torch.bfloat16))
 
 
 class Levers:
@@ -46,7 +46,7 @@ class Levers:
     def _weight_only_pairs(self) -> list:
         if self._weight_only is None:
             layers = self.engine.model.model.language_model.layers
-            self._weight_only = [(m, as_weight_only(m)) for m in layers.modules() if isinstance(m, cpu_int8.Int8Linear)]
+            self._weight_only = [(m, as_weight_only(m)) for m in layers.modules() if isinstance(m, cpu_int8.PackedInt8Linear)]
         return self._weight_only
 
     @contextlib.contextmanager

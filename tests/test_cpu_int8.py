@@ -1,5 +1,6 @@
-"""The CPU int8 kernels compute the layer they replace, on both the decode and the prefill path;
-an answer never depends on the others in its batch; fusing q‖k‖v and gate‖up changes no output."""
+"""The CPU int8 kernels compute the layer they replace, on both the decode and the prefill path,
+whichever way a CPU class has them compute; an answer never depends on the others in its batch;
+fusing q‖k‖v and gate‖up changes no output."""
 
 import copy
 
@@ -7,13 +8,14 @@ import pytest
 import torch
 
 from healer.model.cpu_int8 import (
-    DECODE_ROWS,
-    Int8Linear,
+    Int8Kernels,
+    Int8RowsLinear,
     Int8ScaledEmbedding,
-    WeightOnlyInt8Linear,
+    PackedInt8Linear,
     quantize_language_model,
     quantize_rows,
 )
+from healer.model.cpu_matmul import DECODE_ROWS
 from healer.model.demo import build_model, build_tokenizer
 
 
@@ -34,10 +36,15 @@ def test_rows_come_back_within_half_a_step_of_their_scale(linear):
     assert (back - linear.weight.float()).abs().max(dim=1).values.le(scales.float() * 0.51).all()
 
 
-QUANTIZED = {
-    "int8 x int8": lambda linear: Int8Linear.from_linears([linear]),
-    "int8 weights": WeightOnlyInt8Linear.from_linear,
+QUANTIZED = {  # every way a CPU class may have an int8 linear compute (healer.model.cpu_kernels)
+    "int8 x int8, oneDNN prepacked": lambda linear: PackedInt8Linear.from_linears([linear]),
+    "int8 x int8 at prefill, torch._int_mm": lambda linear: Int8RowsLinear.from_linears([linear], "int8"),
+    "int8 weights widened to bf16": lambda linear: Int8RowsLinear.from_linears([linear], torch.bfloat16),
+    "int8 weights widened to fp32": lambda linear: Int8RowsLinear.from_linears([linear], torch.float32),
 }
+# What activations each kind quantizes per row, so that a row never depends on its batch-mates.
+PER_ROW = {"oneDNN prepacked": lambda linear: PackedInt8Linear.from_linears([linear]),
+           "torch._int_mm": lambda linear: Int8RowsLinear.from_linears([linear], "int8")}
 
 
 @pytest.mark.parametrize("kind", QUANTIZED)
@@ -49,21 +56,24 @@ def test_int8_linears_match_the_bf16_linear(linear, kind, rows):
     assert relative_error(got, linear(x)) < 0.02
 
 
-def test_a_rows_output_does_not_depend_on_the_other_rows_in_its_batch(linear):
-    """Activations are quantized row by row: an answer batched with others, even one with a
-    hundredfold larger activation, is computed exactly as it would be alone."""
-    int8 = Int8Linear.from_linears([linear])
+@pytest.mark.parametrize("kind", PER_ROW)
+def test_a_rows_output_does_not_depend_on_the_other_rows_in_its_batch(linear, kind):
+    """Activations are quantized row by row: an answer batched with others, even ones with a
+    hundredfold larger activation, is computed exactly as it would be beside quiet ones, at a
+    decode step's shape and at a prefill's."""
+    int8 = PER_ROW[kind](linear)
     torch.manual_seed(2)
     alone = torch.randn(1, 256, dtype=torch.bfloat16)
-    loud = 100 * torch.randn(3, 256, dtype=torch.bfloat16)
-    for rows in (1, DECODE_ROWS + 4):  # decode and prefill shapes
-        batch = torch.cat([loud.repeat(rows, 1)[: rows - 1], alone]) if rows > 1 else alone
-        assert torch.equal(int8(batch)[-1:], int8(alone))
-    assert torch.equal(int8(torch.cat([alone, loud]))[:1], int8(alone))
+    for rows in (4, DECODE_ROWS + 4):  # decode and prefill shapes
+        loud = 100 * torch.randn(rows - 1, 256, dtype=torch.bfloat16)
+        quiet = alone.repeat(rows, 1)
+        assert torch.equal(int8(torch.cat([loud, alone]))[-1], int8(quiet)[-1])
+        assert torch.equal(int8(torch.cat([alone, loud]))[0], int8(quiet)[0])
+    assert torch.equal(int8(torch.cat([alone, 100 * alone]))[0], int8(alone)[0])  # decode: one row or more
 
 
 def test_embedding_rows_are_the_heads_rows_times_gemmas_scale(linear):
-    head = WeightOnlyInt8Linear.from_linear(linear)
+    head = Int8RowsLinear.from_linears([linear])
     ids = torch.tensor([[0, 5, 95]])
     want = linear.weight.detach()[ids] * 16.0
     for shared in (True, False):
@@ -73,38 +83,43 @@ def test_embedding_rows_are_the_heads_rows_times_gemmas_scale(linear):
         assert ("table.weight" in dict(embedding.named_buffers())) is not shared
 
 
+@pytest.mark.parametrize("kind", QUANTIZED)
 @pytest.mark.parametrize("rows", [1, 300])  # decode and prefill shapes
-def test_fused_rows_give_each_part_its_own_output_exactly(rows):
+def test_fused_rows_give_each_part_its_own_output_exactly(kind, rows):
     torch.manual_seed(1)
     parts = [torch.nn.Linear(64, width, bias=False).to(torch.bfloat16) for width in (48, 16, 16)]
     x = torch.randn(rows, 64, dtype=torch.bfloat16)
-    got = Int8Linear.from_linears(parts)(x).split([48, 16, 16], dim=-1)
+    fused = QUANTIZED[kind](parts[0])
+    fused = type(fused)(*quantize_rows(torch.cat([p.weight.detach() for p in parts])),
+                        *([fused.prefill] if isinstance(fused, Int8RowsLinear) else []))
+    got = fused(x).split([48, 16, 16], dim=-1)
     for part, out in zip(parts, got):
-        assert torch.equal(out, Int8Linear.from_linears([part])(x))
+        assert torch.equal(out, QUANTIZED[kind](part)(x))
 
 
-def _quantized_unfused(model: torch.nn.Module) -> torch.nn.Module:
+def _quantized_unfused(model: torch.nn.Module, kernels: Int8Kernels) -> torch.nn.Module:
     """Each linear of the language model as an int8 linear of its own, the head as
     quantize_language_model makes it: the reference that fusion must reproduce."""
     for layer in model.model.language_model.layers:
         for owner, names in ((layer.self_attn, ("q_proj", "k_proj", "v_proj", "o_proj")),
                              (layer.mlp, ("gate_proj", "up_proj"))):
             for name in names:
-                setattr(owner, name, Int8Linear.from_linears([getattr(owner, name)]))
-        layer.mlp.down_proj = WeightOnlyInt8Linear.from_linear(layer.mlp.down_proj)
-    assert quantize_language_model(model) == 1  # nothing left in bf16 but the head (and embedding)
+                setattr(owner, name, kernels.fused_linear([getattr(owner, name)]))
+        layer.mlp.down_proj = kernels.weight_only([layer.mlp.down_proj])
+    assert quantize_language_model(model, kernels) == 1  # nothing left in bf16 but the head (and embedding)
     return model
 
 
-@pytest.fixture(scope="module")
-def tiny_int8_pair():
-    """The demo model quantized twice from the same weights: one int8 linear per projection,
-    and as served (q‖k‖v and gate‖up fused)."""
+@pytest.fixture(scope="module", params=["packed", "int8", "widened"])
+def tiny_int8_pair(request):
+    """The demo model quantized twice from the same weights, for each way a CPU class has the
+    fused layers compute: one int8 linear per projection, and as served (q‖k‖v and gate‖up fused)."""
+    kernels = Int8Kernels(fused=request.param)
     tokenizer = build_tokenizer()
     model = build_model(tokenizer)
-    plain, fused = _quantized_unfused(copy.deepcopy(model)), model
+    plain, fused = _quantized_unfused(copy.deepcopy(model), kernels), model
     layers = len(fused.model.language_model.layers)
-    assert quantize_language_model(fused) == 4 * layers + 1  # attention and MLP: 2 each, and the head
+    assert quantize_language_model(fused, kernels) == 4 * layers + 1  # attention and MLP: 2 each, and the head
     return plain, fused
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from healer.model.cpu_int8 import Int8Linear, WeightOnlyInt8Linear
+from healer.model.cpu_int8 import Int8RowsLinear, PackedInt8Linear
 from healer.model.demo import write_demo_model
 from healer.model.engine import Query
 from healer.model.medgemma import MedGemmaEngine, _RowStop, resolve_device, usable_cpus
@@ -216,7 +216,7 @@ def test_stops_each_row_at_the_end_of_its_first_sentence(engine):
 def test_int8_on_the_cpu_holds_the_language_model_in_int8_and_keeps_the_vision_tower(demo_model_dir, tiles, engine):
     int8 = MedGemmaEngine.load(demo_settings(demo_model_dir, quantization="int8"))
     modules = dict(int8.model.named_modules())
-    quantized = [name for name, m in modules.items() if isinstance(m, (Int8Linear, WeightOnlyInt8Linear))]
+    quantized = [name for name, m in modules.items() if isinstance(m, (PackedInt8Linear, Int8RowsLinear))]
     assert "lm_head" in quantized
     assert all(name.startswith("model.language_model.") for name in quantized if name != "lm_head")
     assert not any(isinstance(m, torch.nn.Linear) for n, m in modules.items() if "language_model" in n)

@@ -1,25 +1,27 @@
-"""8-bit on the CPU: the language model's weights in int8, with int8 × int8 matmuls (oneDNN)
-where the input is a normalized hidden state.
+"""8-bit on the CPU: the language model's weights in int8, one scale per output row, computed
+by whichever kernels are fast and exact on this CPU (healer.model.cpu_kernels chooses by class).
 
 bitsandbytes is the right tool on CUDA; on the CPU its int8 path casts activations to float16 and
 ran slower than bf16 (74 ms vs 1.5 ms for one decode-shaped Linear on an AMX Xeon). Here every
-weight matrix of the language model is stored once as int8 with one scale per output row
-(symmetric absmax), and:
+weight matrix of the language model is stored once as int8 rows × scales (symmetric absmax), and:
 
-- **q‖k‖v, o and gate‖up** (`Int8Linear`) also quantize their input, one int8 scale per row (per
-  token), and multiply int8 × int8 in oneDNN's prepacked kernel (AMX or VNNI where the CPU has
-  them). int32 sums are exact, so a row's output depends on that row alone, never on the other
-  answers in its batch. On an AMX Xeon with 2 threads and the weights cold in memory, a decode
-  step's 2560→20480 gate‖up read its weight at 18–19 GB/s against 11–12 GB/s for the weight-only
-  kernel; a 709-token prefill of that shape took 29 ms against 45 ms in bf16 and 62 ms for
-  widening the int8 weight to bf16 first. Whole decode steps: 0.386 vs 0.426 s/token
-  (`bench/decode_ab.py`, interleaved).
-- **down and the output head** (`WeightOnlyInt8Linear`) keep their input in bf16. down's input,
+- **q‖k‖v, o and gate‖up** may also quantize their input, one int8 scale per row (per token),
+  and multiply int8 × int8: int32 sums are exact, so a row's output depends on that row alone,
+  never on the other answers in its batch. Two kernels do it, and neither is fast everywhere:
+  - `PackedInt8Linear`, oneDNN's prepacked kernel, for prefill and decode. torch prepacks the
+    weight in AMX's tile layout; without AMX oneDNN runs it in its reference code (`ref_int8`):
+    298 ms for one decode-shaped 2560→10240 row on a Zen 4 EPYC, 211 s at 709 rows. AMX only.
+  - `torch._int_mm` for prefill (`Int8RowsLinear(prefill="int8")`): exact int32 sums where the
+    CPU has VNNI; without VNNI oneDNN sums pairs in saturating int16 (errors of millions were
+    measured on AVX2 and plain AVX-512), so never there.
+  Elsewhere they widen their int8 weight, like down.
+- **down and the output head** (`Int8RowsLinear`) keep their input as it is. down's input,
   GELU(gate)·up, is where language models' rare huge activations arise: one scale per token would
-  leave the other values a few int8 steps. The head's logits are what P(yes) is read from. Decode
-  reads them with `torch._weight_int8pack_mm` (down at the same speed as int8 × int8); prefill
-  widens the int8 weight to bf16 for the matmul. The head's rows are also the embedding table:
-  MedGemma ties them.
+  leave the other values a few int8 steps. The head's logits are what P(yes) is read from.
+- **Decode rows** (`DECODE_ROWS` or fewer) go through `torch._weight_int8pack_mm`, ATen's own
+  weight-only kernel, on every CPU but AMX's prepacked path: 0.8–1.2 ms per 2560→10240 row on AVX2
+  to AVX-512 BF16. Prefill rows widen the int8 weight (bf16 with bf16 hardware, fp32 without) chunk
+  by chunk (healer.model.cpu_matmul). The head's rows are also the embedding table: MedGemma ties them.
 
 Each layer's q, k and v are one int8 matrix, and so are gate and up: a decode step makes 4
 kernel calls per layer instead of 7, reading the same bytes.
@@ -28,29 +30,16 @@ The vision tower and the projector stay bf16: they run once per image, compute-b
 int8 weights save no time.
 """
 
-import threading
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 
-# Up to this many rows, the weight-only int8 kernel beats widening the weight (decode of a batch
-# of up to 16 answers); beyond, the bf16 matmul's throughput wins.
-DECODE_ROWS = 16
+from healer.model.cpu_matmul import DECODE_ROWS, widened_matmul
+
 _CHUNK_ROWS = 16_384  # quantize big matrices (the 262k-row embedding) in slices: bounded fp32 scratch
-
-
-_scratch = threading.local()
-
-
-def _widened(weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """The int8 weight as `dtype`, written into a buffer reused across calls of the same shape:
-    a fresh 52 MB tensor per call costs its page faults every time. One buffer per shape and
-    thread (the model thread and a warm-up never share one)."""
-    buffers = _scratch.__dict__.setdefault("buffers", {})
-    key = (tuple(weight.shape), dtype)
-    if key not in buffers:
-        buffers[key] = torch.empty(weight.shape, dtype=dtype)
-    return buffers[key].copy_(weight)
+_INT_MM_ROWS = 512  # torch._int_mm over this many rows at a time: its int32 and fp32 results stay small
 
 
 def quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,9 +55,44 @@ def quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return quantized, scales
 
 
-class Int8Linear(nn.Module):
-    """y = x Wᵀ as int8 × int8: W as int8 rows × scales, prepacked for oneDNN; x quantized per
-    row as it arrives. No bias (Gemma's linears have none)."""
+def quantize_activations(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row as int8 and its symmetric scale, rounded to the rows' dtype first so that the
+    scale applied to the product is exactly the one the row was divided by."""
+    scale = (rows.abs().amax(dim=1, keepdim=True).float() / 127).clamp_(min=1e-12).to(rows.dtype)
+    return rows.float().div_(scale.float()).round_().to(torch.int8), scale
+
+
+@dataclass(frozen=True)
+class Int8Kernels:
+    """How the int8 layers compute: chosen per CPU class by healer.model.cpu_kernels."""
+
+    # q‖k‖v, o and gate‖up: oneDNN's prepacked int8 × int8 (AMX), int8 × int8 through
+    # torch._int_mm at prefill (VNNI), or the weight widened at prefill (no VNNI).
+    fused: Literal["packed", "int8", "widened"] = "packed"
+    widen_to: torch.dtype = torch.bfloat16  # what a widened weight computes in: bf16 where the CPU has it
+
+    def fused_linear(self, linears: list[nn.Linear]) -> nn.Module:
+        if self.fused == "packed":
+            return PackedInt8Linear.from_linears(linears)
+        return Int8RowsLinear.from_linears(linears, "int8" if self.fused == "int8" else self.widen_to)
+
+    def weight_only(self, linears: list[nn.Linear]) -> "Int8RowsLinear":
+        return Int8RowsLinear.from_linears(linears, self.widen_to)
+
+
+def _stacked_rows(linears: list[nn.Linear]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The given linears' weights side by side as one int8 matrix (given one: that linear). Rows
+    are quantized each with its own scale, so stacking changes no output element."""
+    if any(linear.bias is not None for linear in linears):
+        raise ValueError("int8 linears hold no bias (Gemma's linears have none)")
+    if len({linear.in_features for linear in linears}) != 1:
+        raise ValueError("fused linears must read the same input width")
+    return quantize_rows(torch.cat([linear.weight.detach() for linear in linears]))
+
+
+class PackedInt8Linear(nn.Module):
+    """y = x Wᵀ as int8 × int8: W as int8 rows × scales, prepacked for oneDNN (AMX's layout); x
+    quantized per row as it arrives."""
 
     def __init__(self, weight: torch.Tensor, scales: torch.Tensor):
         super().__init__()
@@ -80,66 +104,72 @@ class Int8Linear(nn.Module):
         self.register_buffer("zero_points", torch.zeros(self.out_features, dtype=torch.int64), persistent=False)
 
     @classmethod
-    def from_linears(cls, linears: list[nn.Linear]) -> "Int8Linear":
-        """One Int8Linear whose output is the given linears' outputs side by side (given one:
-        that linear). Rows are quantized each with its own scale, so stacking changes no output
-        element."""
-        if any(linear.bias is not None for linear in linears):
-            raise ValueError("Int8Linear holds no bias")
-        if len({linear.in_features for linear in linears}) != 1:
-            raise ValueError("fused linears must read the same input width")
-        return cls(*quantize_rows(torch.cat([linear.weight.detach() for linear in linears])))
+    def from_linears(cls, linears: list[nn.Linear]) -> "PackedInt8Linear":
+        return cls(*_stacked_rows(linears))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, self.in_features)
-        # Per-row symmetric scales, rounded to x's dtype first so that the scale applied to the
-        # product is exactly the one each row was divided by.
-        scale = (rows.abs().amax(dim=1, keepdim=True).float() / 127).clamp_(min=1e-12).to(x.dtype)
-        quantized = rows.float().div_(scale.float()).round_().to(torch.int8)
+        quantized, scale = quantize_activations(x.reshape(-1, self.in_features))
         out = torch.ops.onednn.qlinear_pointwise(
             quantized, 1.0, 0, self.packed, self.scales, self.zero_points, None, 1.0, 0, x.dtype, "none", [], ""
         )
         return out.mul_(scale).reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, int8 x int8"
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 x int8 (oneDNN prepacked)"
 
 
-class WeightOnlyInt8Linear(nn.Module):
-    """y = x Wᵀ with W held as int8 rows × bf16 scales and x kept as it is: down and the head."""
+class Int8RowsLinear(nn.Module):
+    """y = x Wᵀ with W held as int8 rows × bf16 scales. Decode rows: the weight-only kernel on x
+    as it is. Prefill rows, by `prefill`: "int8", x quantized per row and multiplied int8 × int8
+    (torch._int_mm, exact with VNNI); a dtype, the weight widened to it."""
 
-    def __init__(self, weight: torch.Tensor, scales: torch.Tensor):
+    def __init__(self, weight: torch.Tensor, scales: torch.Tensor, prefill: torch.dtype | str = torch.bfloat16):
         super().__init__()
         self.register_buffer("weight", weight)  # [out, in] int8
         self.register_buffer("scales", scales)  # [out] bf16
         self.in_features, self.out_features = weight.shape[1], weight.shape[0]
+        self.prefill = prefill
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear) -> "WeightOnlyInt8Linear":
-        if linear.bias is not None:
-            raise ValueError("WeightOnlyInt8Linear holds no bias")
-        return cls(*quantize_rows(linear.weight.detach()))
+    def from_linears(cls, linears: list[nn.Linear], prefill: torch.dtype | str = torch.bfloat16) -> "Int8RowsLinear":
+        return cls(*_stacked_rows(linears), prefill)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, prefill: torch.dtype | str = torch.bfloat16) -> "Int8RowsLinear":
+        return cls.from_linears([linear], prefill)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)
         if rows.shape[0] <= DECODE_ROWS:  # a decode step: one row per answer
             out = torch._weight_int8pack_mm(rows.contiguous(), self.weight, self.scales.to(x.dtype))
+        elif self.prefill == "int8":
+            out = self._int8_product(rows)
         else:
-            out = nn.functional.linear(rows, _widened(self.weight, x.dtype)).mul_(self.scales.to(x.dtype))
+            out = widened_matmul(rows.to(self.prefill), self.weight, self.scales).to(x.dtype)
         return out.reshape(*x.shape[:-1], self.out_features)
 
+    def _int8_product(self, rows: torch.Tensor) -> torch.Tensor:
+        out = torch.empty(rows.shape[0], self.out_features, dtype=rows.dtype)
+        scales = self.scales.float()
+        for start in range(0, rows.shape[0], _INT_MM_ROWS):
+            quantized, scale = quantize_activations(rows[start : start + _INT_MM_ROWS])
+            sums = torch._int_mm(quantized, self.weight.t())
+            out[start : start + _INT_MM_ROWS] = sums.float().mul_(scale.float()).mul_(scales)
+        return out
+
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, int8 weights"
+        prefill = "int8 x int8 (torch._int_mm)" if self.prefill == "int8" else f"widened to {self.prefill}"
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 weights, prefill {prefill}"
 
 
 class Int8GatedMLP(nn.Module):
     """Gemma's MLP, down(act(gate(x)) * up(x)), with gate and up in one int8 matmul."""
 
-    def __init__(self, mlp: nn.Module):
+    def __init__(self, mlp: nn.Module, kernels: Int8Kernels):
         super().__init__()
         self.intermediate_size = mlp.gate_proj.out_features
-        self.gate_up_proj = Int8Linear.from_linears([mlp.gate_proj, mlp.up_proj])
-        self.down_proj = WeightOnlyInt8Linear.from_linear(mlp.down_proj)
+        self.gate_up_proj = kernels.fused_linear([mlp.gate_proj, mlp.up_proj])
+        self.down_proj = kernels.weight_only([mlp.down_proj])
         self.act_fn = mlp.act_fn
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -164,11 +194,11 @@ class _FusedProjection(nn.Module):
 
 
 class _SharedQKV(nn.Module):
-    def __init__(self, attention: nn.Module):
+    def __init__(self, attention: nn.Module, kernels: Int8Kernels):
         super().__init__()
         parts = [attention.q_proj, attention.k_proj, attention.v_proj]
         self.sizes = [part.out_features for part in parts]
-        self.qkv_proj = Int8Linear.from_linears(parts)
+        self.qkv_proj = kernels.fused_linear(parts)
         self._input: torch.Tensor | None = None
         self._version: int | None = None
         self._parts: tuple = ()
@@ -185,19 +215,19 @@ class _SharedQKV(nn.Module):
         return out
 
 
-def _quantize_attention(attention: nn.Module) -> None:
+def _quantize_attention(attention: nn.Module, kernels: Int8Kernels) -> None:
     """q, k and v of one attention module as one int8 matmul (see _FusedProjection), o as one."""
-    shared = _SharedQKV(attention)
+    shared = _SharedQKV(attention, kernels)
     attention.qkv = shared
     attention.q_proj, attention.k_proj, attention.v_proj = (_FusedProjection(shared, i) for i in range(3))
-    attention.o_proj = Int8Linear.from_linears([attention.o_proj])
+    attention.o_proj = kernels.fused_linear([attention.o_proj])
 
 
 class Int8ScaledEmbedding(nn.Module):
     """Gemma 3's scaled word embedding over int8 rows: the output head's own when the model ties
     them (MedGemma does), a table of its own otherwise."""
 
-    def __init__(self, table: WeightOnlyInt8Linear, embed_scale: torch.Tensor, dtype: torch.dtype, shared: bool):
+    def __init__(self, table: Int8RowsLinear, embed_scale: torch.Tensor, dtype: torch.dtype, shared: bool):
         super().__init__()
         if shared:
             self._shared = [table]  # a list: lm_head registers it, a second registration would copy it
@@ -212,7 +242,7 @@ class Int8ScaledEmbedding(nn.Module):
         return rows * table.scales[input_ids].unsqueeze(-1) * self.embed_scale
 
 
-def to_cpu_int8(model: nn.Module) -> int:
+def to_cpu_int8(model: nn.Module, kernels: Int8Kernels) -> int:
     """Quantize the language model, then copy what stays bf16 off the checkpoint's memory map.
 
     The model arrives memory-mapped (from_pretrained's default): quantizing reads each bf16
@@ -220,7 +250,7 @@ def to_cpu_int8(model: nn.Module) -> int:
     model in private memory. Once every remaining weight (vision tower, projector, norms) is
     copied, nothing points into the file and the mapping closes: what stays is anonymous int8
     and bf16 memory only. Returns how many modules were quantized."""
-    swapped = quantize_language_model(model)
+    swapped = quantize_language_model(model, kernels)
     for module in model.modules():
         for parameter in module.parameters(recurse=False):
             parameter.data = parameter.data.clone()
@@ -231,31 +261,31 @@ def _is_plain_linear(module: nn.Module | None) -> bool:
     return type(module) is nn.Linear
 
 
-def _quantize_children(parent: nn.Module) -> int:
+def _quantize_children(parent: nn.Module, kernels: Int8Kernels) -> int:
     swapped = 0
     for name, child in list(parent.named_children()):
         if all(_is_plain_linear(getattr(child, p, None)) for p in ("gate_proj", "up_proj", "down_proj")):
-            setattr(parent, name, Int8GatedMLP(child))
+            setattr(parent, name, Int8GatedMLP(child, kernels))
             swapped += 2
         elif all(_is_plain_linear(getattr(child, p, None)) for p in ("q_proj", "k_proj", "v_proj", "o_proj")):
-            _quantize_attention(child)
+            _quantize_attention(child, kernels)
             swapped += 2
         elif _is_plain_linear(child):
-            setattr(parent, name, Int8Linear.from_linears([child]))
+            setattr(parent, name, kernels.fused_linear([child]))
             swapped += 1
         else:
-            swapped += _quantize_children(child)
+            swapped += _quantize_children(child, kernels)
     return swapped
 
 
-def quantize_language_model(model: nn.Module) -> int:
+def quantize_language_model(model: nn.Module, kernels: Int8Kernels) -> int:
     """Swap the language model's linears for int8 ones, in place, one module at a time (q‖k‖v
     and gate‖up fused), then the tied head and the embedding. Returns how many int8 modules."""
     text = model.model.language_model
-    swapped = _quantize_children(text)
+    swapped = _quantize_children(text, kernels)
     embedding, head = text.embed_tokens, model.lm_head
     tied = head.weight.data_ptr() == embedding.weight.data_ptr()
-    model.lm_head = WeightOnlyInt8Linear.from_linear(head)
-    table = model.lm_head if tied else WeightOnlyInt8Linear(*quantize_rows(embedding.weight.detach()))
+    model.lm_head = kernels.weight_only([head])
+    table = model.lm_head if tied else Int8RowsLinear(*quantize_rows(embedding.weight.detach()))
     text.embed_tokens = Int8ScaledEmbedding(table, embedding.embed_scale, embedding.weight.dtype, shared=tied)
     return swapped + 1

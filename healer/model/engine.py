@@ -42,6 +42,17 @@ class Generation:
 
 
 @dataclass(frozen=True)
+class Compute:
+    """What computes an answer: the processor, its class and the kernel each phase runs
+    (healer.model.cpu_kernels on the CPU)."""
+
+    processor: str  # the CPU's or GPU's model name
+    cpu_class: str | None  # healer.model.cpu_class's class on the CPU; None on a GPU
+    kernels: dict[str, str]  # phase (vision, prefill, decode) → the kernel that computes it
+    capped_by: tuple[str, ...] = ()  # the environment caps that lowered the CPU's class
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     id: str
     revision: str | None
@@ -49,12 +60,14 @@ class ModelInfo:
     quantization: str
     demo: bool
     adapter: AdapterInfo | None = None  # the fine-tuned adapter merged in (ADAPTER_DIR), if any
+    compute: Compute | None = None  # None: an engine that computes nothing (the fake)
 
 
 class Engine(ABC):
     """Load in `load()` (a classmethod of each engine), warm up once, then answer batches."""
 
     info: ModelInfo
+    parameters: int | None = None  # the model's size, when known: what its warm-up is expected to cost
 
     @abstractmethod
     def generate(self, queries: Sequence[Query]) -> list[Generation]:

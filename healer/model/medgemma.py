@@ -2,7 +2,8 @@
 
 Loaded once: AutoProcessor + AutoModelForImageTextToText, bfloat16, or 8-bit (bitsandbytes on CUDA,
 healer.model.cpu_int8 on the CPU), with a fine-tuned adapter merged in when ADAPTER_DIR is set
-(healer.model.adapter). Each batch is one left-padded greedy `generate` call, stopped per row: a
+(healer.model.adapter); on the CPU each phase computes with its CPU class's kernels
+(healer.model.cpu_kernels). Each batch is one left-padded greedy `generate` call, stopped per row: a
 row that wants an explanation at the end of its first sentence after the answer (or at
 `max_new_tokens`), an answer-only row at its answer step (or after ANSWER_WITHIN tokens without
 one): a few decode steps. P(yes) and the answer mass come from the logits at the answer step
@@ -32,8 +33,9 @@ from transformers import (
 
 from healer.screening import answers
 from healer.model.adapter import check_adapter, load_merged
-from healer.model.cpu_int8 import to_cpu_int8
-from healer.model.engine import Engine, Generation, ModelInfo, Query
+from healer.model.cpu_class import detect
+from healer.model.cpu_kernels import KernelPlan, apply_plan, plan_for
+from healer.model.engine import Compute, Engine, Generation, ModelInfo, Query
 from healer.model.inputs import model_inputs
 from healer.model.model_dir import check_model_dir, read_source
 from healer.model.vision import keep_residuals_row_major
@@ -74,6 +76,23 @@ def _release_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+def _cpu_compute(plan: KernelPlan) -> Compute:
+    return Compute(plan.cpu.model, plan.cpu.name, plan.phases(), plan.cpu.capped_by)
+
+
+def _gpu_compute(quantization: str) -> Compute:
+    language = "int8 (bitsandbytes LLM.int8)" if quantization == "int8" else "bf16"
+    return Compute(torch.cuda.get_device_name(), None, {"vision": "bf16", "prefill": language, "decode": language})
+
+
+def _log_compute(compute: Compute) -> None:
+    if compute.cpu_class is not None:
+        capped = f", capped by {' '.join(compute.capped_by)}" if compute.capped_by else ""
+        log.info("CPU class %s (%s%s)", compute.cpu_class, compute.processor, capped)
+    for phase, kernel in compute.kernels.items():
+        log.info("kernels, %s: %s", phase, kernel)
+
+
 class _RowStop(StoppingCriteria):
     """Stops each row once it has what it needs, so `generate` stops when every row has: an
     explained row its answer and one finished sentence (or `max_new_tokens`), an answer-only row
@@ -97,8 +116,9 @@ class _RowStop(StoppingCriteria):
 
 
 class MedGemmaEngine(Engine):
-    def __init__(self, model, processor, info: ModelInfo, max_new_tokens: int):
+    def __init__(self, model, processor, info: ModelInfo, max_new_tokens: int, parameters: int | None = None):
         self.model = model
+        self.parameters = parameters
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.info = info
@@ -142,19 +162,26 @@ class MedGemmaEngine(Engine):
         else:
             model = load_merged(AutoModelForImageTextToText, settings.model_dir, kwargs, settings.adapter_dir).eval()
         keep_residuals_row_major(model)  # bit-identical; ~20 % less vision-tower time on the CPU
-        if cpu_int8:
-            to_cpu_int8(model)
-            _release_freed_memory()
+        parameters = sum(p.numel() for p in model.parameters())
+        if device == "cpu":
+            plan = plan_for(detect(), settings.quantization)
+            apply_plan(model, plan)
+            if cpu_int8:
+                _release_freed_memory()
+            compute = _cpu_compute(plan)
+        else:
+            compute = _gpu_compute(settings.quantization)
         on_meta = [name for name, p in model.named_parameters() if p.device.type == "meta"]
         if on_meta:
             raise RuntimeError(f"{len(on_meta)} weights were not loaded (e.g. {on_meta[0]})")
-        info = ModelInfo(source.id, source.revision, device, settings.quantization, source.demo, adapter)
+        info = ModelInfo(source.id, source.revision, device, settings.quantization, source.demo, adapter, compute)
         log.info(
             "loaded %s (revision %s) on %s, quantization %s, in %.1f s",
             info.id, info.revision or "unknown", device, info.quantization,
             time.perf_counter() - started,
         )
-        return cls(model, processor, info, settings.max_new_tokens)
+        _log_compute(compute)
+        return cls(model, processor, info, settings.max_new_tokens, parameters)
 
     def _yes_no_ids(self) -> tuple[list[int], list[int]]:
         labelled: dict[str, list[int]] = {"yes": [], "no": []}
@@ -232,7 +259,6 @@ class MedGemmaEngine(Engine):
         ]
 
     def warmup(self) -> None:
-        """One answer on a blank tile: pages the memory-mapped weights in before the first user."""
-        started = time.perf_counter()
+        """One answer-only answer on a blank tile: pages the memory-mapped weights in before the
+        first user (healer.model.load times it)."""
         self.generate([Query(Image.new("RGB", (64, 64), "white"), "Warm-up.", explain=False)])
-        log.info("warm-up answered in %.1f s", time.perf_counter() - started)
