@@ -12,6 +12,21 @@ class AdapterCard(BaseModel):
     base_revision: str | None = Field(description="Revision of the base model it was trained on, when known")
 
 
+class ComputeCard(BaseModel):
+    processor: str = Field(description="The CPU's (or GPU's) model name", examples=["AMD EPYC 7B13"])
+    cpu_class: Literal["baseline", "avx2", "avx512", "avx512_vnni", "avx512_bf16", "amx"] | None = Field(
+        description="What the CPU's kernels may use, from its flags and any cap in the environment "
+        "(ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY); null on a GPU"
+    )
+    capped_by: list[str] = Field(description="The environment caps that lowered the class, as VARIABLE=value")
+    kernels: dict[str, str] = Field(
+        description="The kernel each phase computes with: vision (the vision tower), prefill (the "
+        "language model over the prompt), decode (each generated token)",
+        examples=[{"vision": "fp32 from bf16 weights, attention fp32", "prefill": "int8 weights widened "
+                   "to fp32; attention fp32", "decode": "int8 weight-only (torch._weight_int8pack_mm)"}],
+    )
+
+
 class ModelCard(BaseModel):
     id: str = Field(examples=["google/medgemma-4b-it"])
     revision: str | None = Field(description="Hugging Face commit of the weights, when known")
@@ -21,6 +36,7 @@ class ModelCard(BaseModel):
     adapter: AdapterCard | None = Field(
         None, description="The fine-tuned adapter merged into the weights (ADAPTER_DIR); null: the base model"
     )
+    compute: ComputeCard | None = Field(None, description="What computes the answers; null for a stand-in engine")
 
     @classmethod
     def of(cls, info) -> "ModelCard":
@@ -28,6 +44,8 @@ class ModelCard(BaseModel):
         fields = asdict(info)
         if info.adapter is not None:
             fields["adapter"] = AdapterCard(**fields["adapter"])
+        if info.compute is not None:
+            fields["compute"] = ComputeCard(**fields["compute"])
         return cls(**fields)
 
 

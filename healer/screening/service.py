@@ -34,6 +34,7 @@ class ScreeningService:
         adapter = engine.info.adapter
         self.threshold = settings.threshold_for(adapter.threshold if adapter else None)
         metrics.show_adapter(self.model_card.adapter)
+        metrics.show_compute(engine.info.compute)
         self.batcher = Batcher(
             engine, settings.max_batch_size, settings.batch_wait_ms, settings.max_queue,
             on_batch=metrics.observe_batch,

@@ -214,6 +214,37 @@ export interface components {
              */
             explain: boolean;
         };
+        /** ComputeCard */
+        ComputeCard: {
+            /**
+             * Processor
+             * @description The CPU's (or GPU's) model name
+             * @example AMD EPYC 7B13
+             */
+            processor: string;
+            /**
+             * Cpu Class
+             * @description What the CPU's kernels may use, from its flags and any cap in the environment (ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY); null on a GPU
+             */
+            cpu_class: ("baseline" | "avx2" | "avx512" | "avx512_vnni" | "avx512_bf16" | "amx") | null;
+            /**
+             * Capped By
+             * @description The environment caps that lowered the class, as VARIABLE=value
+             */
+            capped_by: string[];
+            /**
+             * Kernels
+             * @description The kernel each phase computes with: vision (the vision tower), prefill (the language model over the prompt), decode (each generated token)
+             * @example {
+             *       "decode": "int8 weight-only (torch._weight_int8pack_mm)",
+             *       "prefill": "int8 weights widened to fp32; attention fp32",
+             *       "vision": "fp32 from bf16 weights, attention fp32"
+             *     }
+             */
+            kernels: {
+                [key: string]: string;
+            };
+        };
         /** ErrorBody */
         ErrorBody: {
             /**
@@ -271,6 +302,8 @@ export interface components {
             demo: boolean;
             /** @description The fine-tuned adapter merged into the weights (ADAPTER_DIR); null: the base model */
             adapter?: components["schemas"]["AdapterCard"] | null;
+            /** @description What computes the answers; null for a stand-in engine */
+            compute?: components["schemas"]["ComputeCard"] | null;
         };
         /** Prediction */
         Prediction: {

@@ -1,6 +1,6 @@
 import { render, screen, within } from "@testing-library/react";
 import { describe, expect, it } from "vitest";
-import { prediction } from "../../../testing/fetch";
+import { MODEL, prediction } from "../../../testing/fetch";
 import { ResultCard } from "./ResultCard";
 
 function explanationOf(explainAsked: boolean, explanation: string) {
@@ -24,6 +24,13 @@ describe("ResultCard", () => {
   it("shows the model's explanation when there is one", () => {
     const result = explanationOf(true, "Irregular glands with nuclear atypia.");
     expect(within(result).getByText("Irregular glands with nuclear atypia.")).toBeVisible();
+  });
+
+  it("names the CPU class the answer was computed on, when the service says it", () => {
+    const compute = { processor: "AMD EPYC 7B13", cpu_class: "avx2" as const, capped_by: [], kernels: {} };
+    render(<ResultCard prediction={prediction({ model: { ...MODEL, compute } })} fileName="t.png" explainAsked />);
+    const result = screen.getByRole("region", { name: /answer/i });
+    expect(within(result).getByText(/cpu \(CPU class avx2\) · int8/)).toBeVisible();
   });
 
   it("shows how much of its probability the model put on answering", () => {

@@ -90,7 +90,8 @@ export const ResultCard = forwardRef<HTMLElement, Props>(function ResultCard({ p
           <dd>
             {model.id}
             {model.demo ? " (demo, random weights)" : ""}
-            {model.adapter ? ` + fine-tuned adapter ${model.adapter.name} (${model.adapter.sha256})` : ""} · {model.device} · {model.quantization === "int8" ? "int8" : "bf16"}
+            {model.adapter ? ` + fine-tuned adapter ${model.adapter.name} (${model.adapter.sha256})` : ""} · {model.device}
+            {model.compute?.cpu_class ? ` (CPU class ${model.compute.cpu_class})` : ""} · {model.quantization === "int8" ? "int8" : "bf16"}
           </dd>
           <dt>Threshold</dt>
           <dd>a yes needs P(yes) ≥ {prediction.threshold.toFixed(2)}</dd>
