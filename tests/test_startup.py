@@ -1,8 +1,11 @@
 """Start-up: a bad model directory or bad setting fails fast and says how to fix it."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -82,3 +85,41 @@ def test_an_empty_variable_means_unset_not_the_current_directory(monkeypatch, va
 def test_cors_origins_are_a_comma_separated_list(monkeypatch):
     monkeypatch.setenv("CORS_ORIGINS", "https://lab.example.org, http://localhost:5173")
     assert Settings().cors_origins == ["https://lab.example.org", "http://localhost:5173"]
+
+
+ENDLESS_WARMUP = """
+import runpy, sys, time, torch
+from healer.model.medgemma import MedGemmaEngine
+
+def endless(self):  # what an hours-long warm-up looks like from outside: torch busy on every core
+    print("warm-up started", file=sys.stderr, flush=True)
+    a = torch.randn(1024, 1024)
+    while True:
+        a = torch.tanh(a @ a)
+
+MedGemmaEngine.warmup = endless
+runpy.run_path("main.py", run_name="__main__")
+"""
+
+
+def test_sigterm_during_the_warm_up_stops_the_server_at_once(demo_model_dir, tmp_path):
+    """Cloud Run sends SIGKILL 10 s after SIGTERM: start-up must not finish a warm-up first."""
+    log = tmp_path / "server.log"
+    env = {**os.environ, "MODEL_DIR": str(demo_model_dir), "PORT": "18091", "QUANTIZATION": "none"}
+    with open(log, "w") as out:
+        process = subprocess.Popen([sys.executable, "-c", ENDLESS_WARMUP], cwd=ROOT, env=env,
+                                   stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while "warm-up started" not in log.read_text():
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        time.sleep(1)
+        stopped_at = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+        took = time.monotonic() - stopped_at
+    finally:
+        process.kill()
+    assert took < 5, f"exited {took:.1f} s after SIGTERM"
+    assert "stopped during start-up" in log.read_text()

@@ -4,13 +4,12 @@
                                    HTTP-contract tests; the service passes nothing.
 
 The lifespan loads the engine once and warms it up before the server listens, so `GET /` never
-says ready too early; on shutdown the slide jobs stop first, then queued requests drain.
+says ready too early; a SIGTERM meanwhile ends start-up at once (healer.api.signals); on shutdown
+the slide jobs stop first, then queued requests drain.
 """
 
-import asyncio
 import logging
 import os
-import signal
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,6 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from healer.api import screening, slides
 from healer.api.handlers import install_error_handlers
 from healer.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from healer.api.signals import ExitSignal, StartupStopped, in_daemon_thread
 from healer.logs import setup_logging
 from healer.metrics import MODEL_LOAD
 from healer.model.engine import Engine
@@ -44,8 +44,14 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         started = time.perf_counter()
+        exit_signal = ExitSignal()
+        exit_signal.install()
         try:
-            service = ScreeningService(engine or load_engine(settings), settings)
+            loaded = engine or await exit_signal.unless_stopped(in_daemon_thread(lambda: load_engine(settings)))
+            service = ScreeningService(loaded, settings)
+        except StartupStopped as stopped:
+            log.warning("%s", stopped)
+            raise
         except Exception as error:
             log.critical("cannot start: %s", error)
             raise
@@ -53,7 +59,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         app.state.service = service
         app.state.slide_jobs = SlideJobs(service.batcher, settings, service.model_card)
         await app.state.slide_jobs.start()
-        _on_exit_signal(app.state.slide_jobs.end_streams)
+        exit_signal.on_exit(app.state.slide_jobs.end_streams)
         adapter = service.model_card.adapter
         log.info("ready: %s on %s%s", service.model_card.id, service.model_card.device,
                  f", adapter {adapter.name} ({adapter.sha256})" if adapter else "")
@@ -89,24 +95,3 @@ def upload_origin(settings: Settings) -> str | None:
         return None
     emulator = os.environ.get("STORAGE_EMULATOR_HOST")  # the Cloud Storage client's own variable
     return emulator.rstrip("/") if emulator else "https://storage.googleapis.com"
-
-
-def _on_exit_signal(callback) -> None:
-    """Runs `callback` on the event loop when SIGTERM or SIGINT arrives, then uvicorn's own
-    handling. uvicorn waits for open responses before it runs the lifespan's shutdown, and an
-    event stream only ends with its job: without this, one open stream holds a SIGTERM for the
-    whole grace period. Only possible on the main thread (not under TestClient)."""
-    loop = asyncio.get_running_loop()
-    for number in (signal.SIGTERM, signal.SIGINT):
-        previous = signal.getsignal(number)
-        if not callable(previous):
-            continue
-
-        def handler(signum, frame, previous=previous):
-            loop.call_soon_threadsafe(callback)
-            previous(signum, frame)
-
-        try:
-            signal.signal(number, handler)
-        except ValueError:  # not the main thread
-            return
