@@ -1,7 +1,13 @@
 """Side-by-side benchmark over HTTP: the original project's settings, Healer bf16 and int8, llama.cpp.
 
     python -m bench.run --size medgemma-4b       # full size: builds a 4.3 B random model once (~8.6 GB)
+    python -m bench.run --size medgemma-4b --isa avx2   # every server computing as an AVX2-only CPU
     python -m bench.run --size tiny --requests 2 # seconds; CI runs this to keep the script working
+
+`--isa CLASS` forces a CPU class (healer.model.cpu_class) on this machine for the benchmark and every
+server it starts, with the libraries' own caps; the result file names the class, the caps and the
+kernels each Healer server chose. llama.cpp computes with the ISA it was built for: a forced run
+leaves it out.
 
 One run, one machine, one model directory (random weights with the chosen architecture cost
 exactly what real weights cost). The llama.cpp row needs `python -m bench.llama_cpp prepare` first;
@@ -31,6 +37,7 @@ from PIL import Image
 from transformers import AutoProcessor
 
 from bench import llama_cpp
+from healer.model.cpu_class import CAP_VARIABLES, CLASSES, detect, forcing_environment
 from healer.model.demo import write_demo_model
 from healer.model.medgemma import usable_cpus
 from healer.model.model_dir import missing_files
@@ -192,6 +199,8 @@ def bench_config(name: str, model_dir: Path, images: list[bytes], requests: int,
         memory = Memory(process.pid)
         sampler = sampling(memory, stop)
         result = {"cold_start_s": time.perf_counter() - started}
+        if name != "llama-cpp":
+            result["compute"] = httpx.get(url + health_path, timeout=60).json().get("model", {}).get("compute")
         result["first_s"], result["second_s"] = ask(url, next(images)), ask(url, next(images))
         sequential_started = time.perf_counter()
         explained = [ask(url, next(images)) for _ in range(requests)]
@@ -237,10 +246,27 @@ def bench_config(name: str, model_dir: Path, images: list[bytes], requests: int,
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    cpu = detect()
     mem = int(next(line.split()[1] for line in open("/proc/meminfo") if line.startswith("MemTotal"))) / 2**20
-    return (f"{cpu}, {usable_cpus()} usable CPUs, {mem:.0f} GiB RAM, Python {platform.python_version()}, "
+    return (f"{cpu.model}, {usable_cpus()} usable CPUs, {mem:.0f} GiB RAM, Python {platform.python_version()}, "
             f"torch {torch.__version__}")
+
+
+def cpu_class_line() -> str:
+    cpu = detect()
+    if cpu.name == cpu.hardware:
+        return f"CPU class: **{cpu.name}** (the hardware's own)."
+    caps = " ".join(f"{k}={os.environ[k]}" for k in CAP_VARIABLES if k in os.environ)
+    return f"CPU class: **{cpu.name}**, forced on {cpu.hardware} hardware with {caps}."
+
+
+def kernels(results: dict) -> list[str]:
+    lines = []
+    for name, r in results.items():
+        if r.get("compute"):
+            chosen = "; ".join(f"{phase}: {kernel}" for phase, kernel in r["compute"]["kernels"].items())
+            lines.append(f"- {name} ({r['compute']['cpu_class']}): {chosen}")
+    return lines
 
 
 def table(results: dict, clients: int) -> str:
@@ -292,7 +318,13 @@ def ratios(results: dict, clients: int, ceiling: float, work: float) -> list[str
         explained, answer_only = statistics.median(r["explained"]), statistics.median(r["answer_only"])
         if original:
             lines.append(f"- {name}: explained answer {explained / statistics.median(original['explained']):.3f}× "
-                         f"the original settings' time (target ≤ 0.15×)")
+                         f"the original settings' time, answer-only "
+                         f"{answer_only / statistics.median(original['explained']):.3f}× (targets: below 1; "
+                         "explained ≤ 0.5× on avx2)")
+        if name == "healer-int8" and "healer-bf16" in results:
+            bf16 = results["healer-bf16"]
+            lines.append(f"- {name} against healer-bf16: explained {explained / statistics.median(bf16['explained']):.2f}×, "
+                         f"answer-only {answer_only / statistics.median(bf16['answer_only']):.2f}× (target: below 1)")
         lines.append(f"- {name}: answer-only {answer_only:.2f} s is {answer_only / (work / ceiling):.2f}× the "
                      f"matmul-ceiling prefill time {work / ceiling:.2f} s (target ≤ 1.3×)")
         lines.append(f"- {name}: {clients} clients give {r[f'throughput_{clients}'] / r['throughput_1']:.2f}× "
@@ -304,6 +336,11 @@ def ratios(results: dict, clients: int, ceiling: float, work: float) -> list[str
                          f"(target: no slower); answer-only {answer_only:.2f} s is "
                          f"{answer_only / statistics.median(peer['answer_only']):.2f}× llama.cpp's (target ≤ 0.33×)")
     return lines
+
+
+def forced_away() -> str | None:
+    cpu = detect()
+    return f"it computes with its build's ISA, not the forced class {cpu.name}" if cpu.name != cpu.hardware else None
 
 
 def peer_missing(size: str) -> str | None:
@@ -320,7 +357,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--models", type=Path, default=ROOT / "bench" / "models")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--isa", choices=CLASSES[1:], help="force this CPU class on every server (and the ceiling)")
     args = parser.parse_args(argv)
+    if args.isa and detect().name != args.isa:
+        forcing = forcing_environment(args.isa)
+        if CLASSES.index(args.isa) > CLASSES.index(detect().hardware):
+            parser.error(f"this machine's CPU is {detect().hardware}: {args.isa} cannot be forced here")
+        # The caps must be in place before torch loads its kernels: in this process too, for the ceiling.
+        os.execve(sys.executable, [sys.executable, "-m", "bench.run", *(argv or sys.argv[1:])], {**os.environ, **forcing})
 
     model_dir = args.models / args.size
     if missing_files(model_dir):
@@ -334,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results = {}
     for name in args.configs.split(","):
-        if name == "llama-cpp" and (reason := peer_missing(args.size)):
+        if name == "llama-cpp" and (reason := forced_away() or peer_missing(args.size)):
             print(f"skipping llama-cpp: {reason}", flush=True)
             continue
         print(f"benchmarking {name}…", flush=True)
@@ -346,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         f"# Benchmark: {args.size}, {stamp:%Y-%m-%d %H:%M} UTC",
         "",
         f"Machine: {machine()}.",
+        cpu_class_line(),
         f"bf16 matmul ceiling {ceiling[torch.bfloat16]:.2f} TFLOP/s, fp32 {ceiling[torch.float32]:.2f} TFLOP/s; "
         f"one prefill (the served {prompt_tokens}-token prompt, one 896 px image) is {work:.2f} TFLOP.",
         f"{args.requests} requests per latency series, {args.clients} concurrent clients; "
@@ -355,14 +400,18 @@ def main(argv: list[str] | None = None) -> int:
         table(results, args.clients),
         *(["llama-cpp serves no page: its GET / row probes GET /health."] if "llama-cpp" in results else []),
         "",
+        "Kernels each Healer server chose (its GET /):",
+        *kernels(results),
+        "",
         *ratios(results, args.clients, ceiling[torch.bfloat16], work),
         "",
     ])
     print(report)
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"{args.size}-{stamp:%Y%m%d-%H%M}.md"
+    stem = f"{args.size}-{detect().name}-{stamp:%Y%m%d-%H%M}"
+    path = args.out / f"{stem}.md"
     path.write_text(report)
-    (args.out / f"{args.size}-{stamp:%Y%m%d-%H%M}.json").write_text(json.dumps(results, indent=1))
+    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1))
     print(f"written to {path}")
     return 0
 
