@@ -5,6 +5,7 @@ import time
 
 from fastapi.testclient import TestClient
 
+from healer.model.cpu_class import detect
 from healer.model.fake import FakeEngine
 from healer.settings import Settings
 from healer.api.app import create_app
@@ -15,10 +16,13 @@ def test_health_reports_the_model_it_serves(client):
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
+    compute = body["model"].pop("compute")
     assert body["model"] == {
         "id": "healer/tiny-random-gemma3", "revision": None, "device": "cpu",
         "quantization": "none", "demo": True, "adapter": None,
     }
+    assert compute["cpu_class"] == detect().name  # and its kernels, per phase:
+    assert set(compute["kernels"]) == {"vision", "prefill", "decode"}
     assert "not a diagnosis" in body["disclaimer"]
     assert response.headers["x-request-id"]
 
