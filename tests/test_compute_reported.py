@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from healer.api.app import create_app
-from healer.model.cpu_kernels import ANSWER_ONLY_S
+from healer.model.cpu_timings import ANSWER_ONLY_S
 from healer.model.engine import Compute
 from healer.model.fake import FakeEngine
 from healer.model.load import judge_warmup
