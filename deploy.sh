@@ -11,6 +11,8 @@
 # the API key secret and use the slide bucket and job below, nothing else. It is private by
 # default; ALLOW_UNAUTHENTICATED=true makes it public, and only with API_KEY_SECRET (a Secret
 # Manager secret holding the key callers send).
+# Cloud Run picks the CPU: Healer reads its class at start-up and computes with that class's kernels
+# (GET / names them); an answer costs 2-3x more on an AVX2 host than on an AMX one (docs/deploy.md).
 # Sizes come from measurements of the full model (docs/deploy.md): on CPU, int8 peaked at
 # ~10.7 GiB answering a batch of four (~6 GiB between answers), bf16 at ~9.6 GiB.
 #
@@ -71,7 +73,9 @@ case $PROFILE in
     MIN_INSTANCES=${MIN_INSTANCES:-1}
     # Loading maps the weights; warm-up then pages them in: minutes on CPU.
     probe_delay=60 probe_failures=24
-    # One CPU answer takes ~20-30 s; the last of CONCURRENCY queued requests waits for the rest.
+    # One CPU answer takes ~10-25 s at 8 vCPU, by the CPU class Cloud Run hands out (it cannot be
+    # chosen; docs/deploy.md, "Which CPU you get"); the last of CONCURRENCY queued requests waits
+    # for the rest.
     CLOUD_RUN_TIMEOUT=${CLOUD_RUN_TIMEOUT:-600}
     # Clears what a GPU deploy of the same service set: gcloud keeps every flag not given.
     profile_flags=(--gpu 0 --cpu-throttling)

@@ -326,7 +326,7 @@ def ratios(results: dict, clients: int, ceiling: float, work: float) -> list[str
             lines.append(f"- {name} against healer-bf16: explained {explained / statistics.median(bf16['explained']):.2f}×, "
                          f"answer-only {answer_only / statistics.median(bf16['answer_only']):.2f}× (target: below 1)")
         lines.append(f"- {name}: answer-only {answer_only:.2f} s is {answer_only / (work / ceiling):.2f}× the "
-                     f"matmul-ceiling prefill time {work / ceiling:.2f} s (target ≤ 1.3×)")
+                     f"prefill time at the fastest float matmul's ceiling, {work / ceiling:.2f} s (target ≤ 1.3×)")
         lines.append(f"- {name}: {clients} clients give {r[f'throughput_{clients}'] / r['throughput_1']:.2f}× "
                      f"the sequential throughput, {r[f'throughput_{clients}'] / throughput_bound(r, clients):.0%} "
                      f"of the bound from its solo prefill and decode (target ≥ 95 %); GET / p99 "
@@ -403,7 +403,8 @@ def main(argv: list[str] | None = None) -> int:
         "Kernels each Healer server chose (its GET /):",
         *kernels(results),
         "",
-        *ratios(results, args.clients, ceiling[torch.bfloat16], work),
+        # The faster float product this class has: bf16 only where the CPU has bf16 hardware.
+        *ratios(results, args.clients, max(ceiling.values()), work),
         "",
     ])
     print(report)

@@ -8,7 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from healer.api.app import create_app
-from healer.model.cpu_timings import ANSWER_ONLY_S
+from healer.model.cpu_class import CLASSES
+from healer.model.cpu_timings import ANSWER_ONLY_S, expected_answer_only_s
 from healer.model.engine import Compute
 from healer.model.fake import FakeEngine
 from healer.model.load import judge_warmup
@@ -101,3 +102,11 @@ def test_an_engine_that_computes_nothing_is_not_judged(caplog):
     with caplog.at_level(logging.WARNING):
         judge_warmup(engine_on(None, parameters=4_300_000_000), 99999.0, cpus=2)
     assert not caplog.text
+
+
+@pytest.mark.parametrize("cpu_class", [c for c in CLASSES if c != "baseline"])
+def test_every_class_cloud_run_may_hand_out_has_a_measured_int8_time(cpu_class):
+    """The default (QUANTIZATION=int8) is judged on every x86 class a Cloud Run instance can get:
+    each has a row in the benchmark (docs/performance.md) and in the table the warm-up reads."""
+    assert (cpu_class, "int8") in ANSWER_ONLY_S
+    assert expected_answer_only_s(cpu_class, "int8", 4_300_000_000, 2) == ANSWER_ONLY_S[(cpu_class, "int8")]
