@@ -24,7 +24,7 @@ from bench.decode_profile import tile
 from healer.model import cpu_int8
 from healer.model.engine import Query
 from healer.model.medgemma import MedGemmaEngine, _RowStop
-from healer.screening.prompts import DEFAULT_QUESTION
+from healer.text.prompts import DEFAULT_QUESTION
 from healer.settings import Settings
 
 

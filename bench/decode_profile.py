@@ -22,7 +22,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 
 from healer.model.engine import Query
 from healer.model.medgemma import MedGemmaEngine
-from healer.screening.prompts import DEFAULT_QUESTION
+from healer.text.prompts import DEFAULT_QUESTION
 from healer.settings import Settings
 from healer.tools.packaged_data import package_file
 

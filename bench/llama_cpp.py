@@ -30,7 +30,7 @@ from pathlib import Path
 
 import httpx
 
-from healer.screening.prompts import DEFAULT_QUESTION, SYSTEM_PROMPT
+from healer.text.prompts import DEFAULT_QUESTION, SYSTEM_PROMPT
 from healer.tools.live_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent

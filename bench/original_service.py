@@ -15,7 +15,7 @@ from fastapi import FastAPI, File, UploadFile
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from healer.screening.prompts import DEFAULT_QUESTION, SYSTEM_PROMPT
+from healer.text.prompts import DEFAULT_QUESTION, SYSTEM_PROMPT
 
 MODEL_DIR = os.environ.get("MODEL_DIR", "medgemma-model")
 processor = AutoProcessor.from_pretrained(MODEL_DIR)

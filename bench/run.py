@@ -41,7 +41,7 @@ from healer.model.cpu_class import CAP_VARIABLES, CLASSES, detect, forcing_envir
 from healer.model.demo import write_demo_model
 from healer.model.medgemma import usable_cpus
 from healer.model.model_dir import missing_files
-from healer.screening.prompts import DEFAULT_QUESTION, SYSTEM_PROMPT
+from healer.text.prompts import DEFAULT_QUESTION, SYSTEM_PROMPT
 from healer.tools.live_server import live_server
 from healer.tools.packaged_data import package_file
 

@@ -26,7 +26,7 @@ from healer.evaluation.options import add_class_options, fraction, positive_int,
 from healer.evaluation.folder import EvaluationError, LabelledFolder, label_folder, score_tiles, write_csv
 from healer.model.adapter import AdapterError
 from healer.model.model_dir import ModelDirError
-from healer.screening.prompts import DEFAULT_QUESTION, DEMO_WARNING
+from healer.text.prompts import DEFAULT_QUESTION, DEMO_WARNING
 from healer.evaluation.plot import draw_roc
 from healer.settings import Settings
 

@@ -20,7 +20,7 @@ from healer.evaluation.options import add_class_options, fraction, positive_int,
 from healer.evaluation.plot import draw_roc
 from healer.finetuning.data import FinetuneError, class_counts, split
 from healer.model.model_dir import ModelDirError
-from healer.screening.prompts import DEFAULT_QUESTION, DEMO_WARNING
+from healer.text.prompts import DEFAULT_QUESTION, DEMO_WARNING
 from healer.settings import Settings
 
 

@@ -2,9 +2,8 @@
 
 import pytest
 
-from healer.screening.answers import (
-    decide, explanation_complete, first_sentence, may_precede_answer, split_answer, token_label,
-)
+from healer.screening.answers import decide
+from healer.text.answer_step import explanation_complete, first_sentence, may_precede_answer, split_answer, token_label
 
 
 def decide_at(text, p_yes, label, answer_mass=0.9, threshold=0.5, min_answer_mass=0.5):

@@ -14,8 +14,8 @@ from healer.model.cpu_int8 import Int8RowsLinear, PackedInt8Linear
 from healer.model.demo import write_demo_model
 from healer.model.engine import Query
 from healer.model.medgemma import MedGemmaEngine, _RowStop, resolve_device, usable_cpus
-from healer.screening.answers import ANSWER_WITHIN
-from healer.screening.prompts import DEFAULT_QUESTION, SYSTEM_PROMPT
+from healer.text.answer_step import ANSWER_WITHIN
+from healer.text.prompts import DEFAULT_QUESTION, SYSTEM_PROMPT
 from tests.conftest import demo_settings
 
 

@@ -5,8 +5,8 @@ import logging
 import pytest
 from PIL import PngImagePlugin
 
-from healer.screening.answers import split_answer
-from healer.screening.prompts import DEFAULT_QUESTION
+from healer.text.answer_step import split_answer
+from healer.text.prompts import DEFAULT_QUESTION
 from tests.conftest import png_bytes
 
 

@@ -8,7 +8,7 @@ from bench.vision_tower import main as bench_vision_tower
 from healer.model.engine import Query
 from healer.model.medgemma import MedGemmaEngine
 from healer.model.vision import keep_residuals_row_major, vision_embeddings
-from healer.screening.prompts import DEFAULT_QUESTION
+from healer.text.prompts import DEFAULT_QUESTION
 from tests.conftest import demo_settings
 
 

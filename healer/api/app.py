@@ -26,7 +26,7 @@ from healer.logs import setup_logging
 from healer.metrics import MODEL_LOAD
 from healer.model.engine import Engine
 from healer.model.load import load_engine
-from healer.screening.prompts import DISCLAIMER
+from healer.text.prompts import DISCLAIMER
 from healer.screening.service import ScreeningService
 from healer.settings import Settings
 from healer.slides.jobs import SlideJobs

@@ -8,7 +8,7 @@ from fastapi import Depends, Header, Request
 
 from healer.api.schemas import ErrorBody
 from healer.errors import BadQuestion, NotReady, Unauthorized
-from healer.screening.prompts import DEFAULT_QUESTION
+from healer.text.prompts import DEFAULT_QUESTION
 from healer.screening.service import ScreeningService
 from healer.slides.jobs import SlideJobs
 

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from healer.api.deps import ApiKey, Jobs, asked_question, error_responses
 from healer.api.streamed_form import receive_file
-from healer.screening.prompts import DISCLAIMER
+from healer.text.prompts import DISCLAIMER
 from healer.slides.jobs import UPLOAD_CHUNK_BYTES, SlideJobs, Snapshot
 from healer.slides.plan import plan_slide
 from healer.slides.schemas import (

@@ -16,7 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from healer.screening import answers
-from healer.screening.answers import Label
+from healer.text.answer_step import Label
 from healer.model.engine import Engine, Query
 from healer.errors import HealerError
 from healer.screening.images import decode_image

@@ -278,7 +278,7 @@ def _answer_by_image(model, processor) -> None:
     a plain haematoxylin-purple image leaves after the prompt to the one an eosin-pink image
     leaves, the no rows against it, with what both share removed. Pinker tiles lean yes, more
     purple ones no, by up to ~IMAGE_SWAY logits: meaningless, but the image decides."""
-    from healer.screening.prompts import DEFAULT_QUESTION, SYSTEM_PROMPT
+    from healer.text.prompts import DEFAULT_QUESTION, SYSTEM_PROMPT
 
     messages = [
         {"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]},

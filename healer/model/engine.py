@@ -2,7 +2,7 @@
 
 An engine is loaded once, then answers batches of (image, question) queries with the model's
 raw output: the generated text, and P(yes) and the answer mass read at the answer step (the token
-where the model says yes or no; see `healer.screening.answers`). Turning that into
+where the model says yes or no; see `healer.text.answer_step`). Turning that into
 yes / no / uncertain is `healer.screening.answers`' job, so every engine is judged by the same rule.
 
     Engine                      (this module: the interface and its value types)
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from PIL import Image
 
 from healer.model.adapter import AdapterInfo
-from healer.screening.answers import Label
+from healer.text.answer_step import Label
 
 
 @dataclass(frozen=True)

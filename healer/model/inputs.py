@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from PIL import Image
 
-from healer.screening.prompts import SYSTEM_PROMPT
+from healer.text.prompts import SYSTEM_PROMPT
 
 END_OF_TURN = "<end_of_turn>"
 

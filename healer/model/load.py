@@ -11,7 +11,7 @@ import time
 from healer import metrics
 from healer.model.cpu_timings import WARMUP_SLACK, expected_answer_only_s, warmup_too_slow
 from healer.model.engine import Engine
-from healer.screening.prompts import DEMO_WARNING
+from healer.text.prompts import DEMO_WARNING
 from healer.settings import Settings
 
 log = logging.getLogger("healer")

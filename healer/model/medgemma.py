@@ -7,7 +7,7 @@ healer.model.cpu_int8 on the CPU), with a fine-tuned adapter merged in when ADAP
 row that wants an explanation at the end of its first sentence after the answer (or at
 `max_new_tokens`), an answer-only row at its answer step (or after ANSWER_WITHIN tokens without
 one): a few decode steps. P(yes) and the answer mass come from the logits at the answer step
-(healer.screening.answers), over every yes/no variant in the vocabulary.
+(healer.text.answer_step), over every yes/no variant in the vocabulary.
 """
 
 import contextlib
@@ -31,7 +31,7 @@ from transformers import (
     StoppingCriteriaList,
 )
 
-from healer.screening import answers
+from healer.text.answer_step import ANSWER_WITHIN, explanation_complete, find_answer_step, token_label
 from healer.model.adapter import check_adapter, load_merged
 from healer.model.cpu_class import detect
 from healer.model.cpu_kernels import KernelPlan, apply_plan, plan_for
@@ -109,9 +109,9 @@ class _RowStop(StoppingCriteria):
             new = input_ids[row, self.prompt_length :].tolist()
             if self.explain[row]:
                 text = self.engine.tokenizer.decode(new, skip_special_tokens=True)
-                self.done[row] = len(new) >= self.engine.max_new_tokens or answers.explanation_complete(text)
+                self.done[row] = len(new) >= self.engine.max_new_tokens or explanation_complete(text)
             else:
-                self.done[row] = len(new) >= answers.ANSWER_WITHIN or self.engine.answer_step(new) is not None
+                self.done[row] = len(new) >= ANSWER_WITHIN or self.engine.answer_step(new) is not None
         return self.done.clone().to(input_ids.device)
 
 
@@ -186,7 +186,7 @@ class MedGemmaEngine(Engine):
     def _yes_no_ids(self) -> tuple[list[int], list[int]]:
         labelled: dict[str, list[int]] = {"yes": [], "no": []}
         for token, token_id in self.tokenizer.get_vocab().items():
-            label = answers.token_label(token)
+            label = token_label(token)
             if label:
                 labelled[label].append(token_id)
         if not labelled["yes"] or not labelled["no"]:
@@ -196,14 +196,9 @@ class MedGemmaEngine(Engine):
     def answer_step(self, new_ids: Sequence[int]) -> int | None:
         """The index of the answer step among a row's generated tokens, or None: the first of the
         first ANSWER_WITHIN tokens that is a yes/no variant after text that may precede an answer."""
-        for step, token_id in enumerate(new_ids[: answers.ANSWER_WITHIN]):
-            if token_id in self._eos_ids:
-                return None  # the model ended its turn without answering
-            if token_id in self._labels:
-                prefix = self.tokenizer.decode(new_ids[:step], skip_special_tokens=True)
-                if answers.may_precede_answer(prefix):
-                    return step
-        return None
+        ends = next((i for i, token_id in enumerate(new_ids) if token_id in self._eos_ids), len(new_ids))
+        labels = [self._labels.get(token_id) for token_id in new_ids[:ends]]  # none after the turn ended
+        return find_answer_step(labels, lambda step: self.tokenizer.decode(new_ids[:step], skip_special_tokens=True))
 
     def _inputs(self, queries: Sequence[Query]):
         return model_inputs(self.processor, [q.image for q in queries], [q.question for q in queries],
@@ -226,7 +221,7 @@ class MedGemmaEngine(Engine):
         prepared = time.perf_counter()
         explain = [q.explain for q in queries]
         prompt_length = inputs["input_ids"].shape[1]
-        longest = max(self.max_new_tokens if wanted else answers.ANSWER_WITHIN for wanted in explain)
+        longest = max(self.max_new_tokens if wanted else ANSWER_WITHIN for wanted in explain)
         config = copy.copy(self.generation_config)  # transformers warns on config + max_new_tokens
         config.max_new_tokens = longest
         out = self.model.generate(

@@ -19,7 +19,7 @@ from healer.screening.batching import Batcher
 from healer.screening.cache import LRUCache, cache_key
 from healer.model.engine import Engine, Query
 from healer.screening.images import decode_image
-from healer.screening.prompts import DISCLAIMER
+from healer.text.prompts import DISCLAIMER
 from healer.screening.schemas import Health, ModelCard, Prediction, SlideService
 from healer.settings import Settings
 
