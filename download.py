@@ -1,7 +1,8 @@
 """Put a servable model into MODEL_DIR.
 
     HF_TOKEN=hf_... python download.py     MedGemma from the Hugging Face Hub (build time)
-    python download.py --demo              the tiny random-weight demo model, offline, ~1 s
+    python download.py --demo              the tiny random-weight demo model, offline, ~10 s
+                                           (the first time ~35 s: Gemma 3's tokenizer is extracted once)
 
 Settings come from the environment: MODEL_ID, MODEL_REVISION, MODEL_DIR (see README); the token
 from HF_TOKEN (or MY_HF_TOKEN, the original name), HF_ENDPOINT to use another Hub. The token is

@@ -16,7 +16,8 @@ from healer.model.cpu_int8 import (
     quantize_rows,
 )
 from healer.model.cpu_matmul import DECODE_ROWS
-from healer.model.demo import build_model, build_tokenizer
+from healer.model.demo.architecture import build_model
+from healer.model.demo.vocabulary import gemma3_tokenizer
 
 
 def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
@@ -115,7 +116,7 @@ def tiny_int8_pair(request):
     """The demo model quantized twice from the same weights, for each way a CPU class has the
     fused layers compute: one int8 linear per projection, and as served (q‖k‖v and gate‖up fused)."""
     kernels = Int8Kernels(fused=request.param)
-    tokenizer = build_tokenizer()
+    tokenizer = gemma3_tokenizer()
     model = build_model(tokenizer)
     plain, fused = _quantized_unfused(copy.deepcopy(model), kernels), model
     layers = len(fused.model.language_model.layers)

@@ -82,14 +82,16 @@ def test_screens_histolabs_aperio_svs_tile_by_tile(demo_model_dir, tmp_path):
             assert 0 <= tile["x"] < 2220 and 0 <= tile["y"] < 2967
             assert 0.5 <= tile["tissue"] <= 1 and 0 <= tile["probability"] <= 1
             assert 0 <= tile["answer_mass"] <= 1  # how much the model wanted to answer, per tile
-        probabilities = sorted((t["probability"] for t in tiles["tiles"]), reverse=True)
+        # The slide's figures count the tiles that answered (answer mass ≥ MIN_ANSWER_MASS, 0.5).
+        probabilities = sorted((t["probability"] for t in tiles["tiles"] if t["answer_mass"] >= 0.5), reverse=True)
         summary = done["summary"]
         assert summary["tissue_found"] is True and summary["tiles_scored"] == total
+        assert summary["tiles_unanswered"] == total - len(probabilities) < total
         assert summary["max_probability"] == probabilities[0]
         assert summary["top_k_mean"] == pytest.approx(np.mean(probabilities[:5]))
         assert summary["threshold"] == 0.5
         assert summary["tiles_above_threshold"] == sum(p >= 0.5 for p in probabilities)
-        assert summary["area_fraction_above"] == pytest.approx(summary["tiles_above_threshold"] / total)
+        assert summary["area_fraction_above"] == pytest.approx(summary["tiles_above_threshold"] / len(probabilities))
 
         heatmap = client.get(done["heatmap_url"])
         assert heatmap.status_code == 200 and heatmap.headers["content-type"] == "image/png"

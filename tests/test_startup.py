@@ -41,7 +41,9 @@ def test_an_incomplete_model_directory_names_what_is_missing(tmp_path, demo_mode
 
 def test_the_demo_model_directory_is_complete(demo_model_dir):
     check_model_dir(demo_model_dir)
-    assert sum(f.stat().st_size for f in demo_model_dir.iterdir()) < 5 * 1024 * 1024
+    # Gemma 3's real vocabulary is most of it: 262,208 embedding and output rows (67 MB in bf16)
+    # and its 33 MB tokenizer.json; the layers are 0.3 M parameters.
+    assert sum(f.stat().st_size for f in demo_model_dir.iterdir()) < 128 * 1024 * 1024
 
 
 def test_the_server_process_exits_non_zero_with_one_clear_line(tmp_path):
