@@ -20,7 +20,8 @@ app = create_app()
 if __name__ == "__main__":
     settings = Settings()
     try:  # the common mistakes, caught before uvicorn starts: one line, no traceback
-        check_model_dir(settings.model_dir)
+        if settings.engine == "transformers":  # ENGINE=vllm: the engine's server holds the weights
+            check_model_dir(settings.model_dir)
         if settings.adapter_dir:
             check_adapter(settings.adapter_dir, read_source(settings.model_dir, settings.model_id,
                                                             settings.model_revision))

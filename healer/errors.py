@@ -11,7 +11,9 @@
     ├── Unauthorized                    401  unauthorized        API_KEY set, X-API-Key wrong
     ├── NotReady                        503  model_not_ready
     ├── Busy                            503  busy                queue full; Retry-After says when
+    ├── EngineUnavailable               503  engine_unavailable  ENGINE=vllm: the engine unreachable, refusing, or gone mid-answer
     ├── TimedOut                        504  timeout             REQUEST_TIMEOUT_S passed
+    │   └── EngineTimedOut              504  engine_timeout      ENGINE_TIMEOUT_S passed at the engine
     ├── BadSlide                        400  corrupt_slide       a slide file OpenSlide cannot read
     │   └── SlideReadTimeout            400  slide_read_timeout  reading it passed its deadline
     ├── WholeSlideImage                 415  whole_slide_image   a slide posted to /predict
@@ -101,6 +103,24 @@ class TimedOut(HealerError):
     message = "The answer took longer than this service allows (REQUEST_TIMEOUT_S). Try again later."
 
 
+class EngineUnavailable(HealerError):
+    """The OpenAI-compatible engine (ENGINE=vllm) did not answer. The message names its URL, never its key."""
+
+    status = 503
+    code = "engine_unavailable"
+
+    def __init__(self, engine_url: str, reason: str):
+        super().__init__(f"The model engine at {engine_url} could not answer: {reason}. Try again shortly.")
+
+
+class EngineTimedOut(TimedOut):
+    code = "engine_timeout"
+
+    def __init__(self, engine_url: str, timeout_s: float):
+        super().__init__(f"The model engine at {engine_url} did not answer within {timeout_s:g} s "
+                         "(ENGINE_TIMEOUT_S). Try again later.")
+
+
 class BadSlide(HealerError):
     status = 400
     code = "corrupt_slide"
@@ -174,3 +194,8 @@ class WholeSlideImage(HealerError):
         "This is a whole-slide image (a tiled pyramid such as SVS, NDPI or pyramidal TIFF). /predict "
         "answers one tile; upload the slide to /slides to have every tissue tile scored."
     )
+
+
+class EngineStartError(RuntimeError):
+    """ENGINE=vllm: the engine never became ready, or refuses Healer: one line that says why.
+    Start-up's error, not a request's (no HTTP status)."""

@@ -27,6 +27,7 @@ from healer.evaluation.folder import EvaluationError, LabelledFolder, label_fold
 from healer.model.adapter import AdapterError
 from healer.model.model_dir import ModelDirError
 from healer.text.prompts import DEFAULT_QUESTION, DEMO_WARNING
+from healer.errors import EngineStartError, EngineTimedOut, EngineUnavailable
 from healer.evaluation.plot import draw_roc
 from healer.settings import Settings
 
@@ -143,11 +144,11 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> int:
         calibration = label_folder(args.calibrate, args.positive, args.negative, args.ignore)
         print(f"calibration folder: {calibration.root}\n{_describe(calibration)}")
 
-    from healer.model.medgemma import MedGemmaEngine  # torch loads only once the folder is known good
+    from healer.model.load import open_engine  # torch (or the openai SDK) loads only once the folder is known good
 
     if args.adapter is not None:
         settings = settings.model_copy(update={"adapter_dir": args.adapter})
-    engine = MedGemmaEngine.load(settings)
+    engine = open_engine(settings)
     info = engine.info
     if info.demo:
         _banner(DEMO_WARNING + " These metrics are meaningless.")
@@ -241,7 +242,8 @@ def _compare_with_base(args, settings: Settings, folder: LabelledFolder, labels,
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_command("evaluate", lambda settings: evaluate(args, settings), (EvaluationError, ModelDirError, AdapterError))
+    return run_command("evaluate", lambda settings: evaluate(args, settings), (EvaluationError, ModelDirError, AdapterError,
+                                                                            EngineStartError, EngineUnavailable, EngineTimedOut))
 
 
 if __name__ == "__main__":

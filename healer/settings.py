@@ -25,6 +25,16 @@ class Settings(BaseSettings):
     quantization: Literal["int8", "none"] = "int8"
     device: Literal["auto", "cuda", "cpu"] = "auto"
     max_new_tokens: int = Field(48, ge=1, le=256)
+    # What computes the answers: transformers in this process (MODEL_DIR), or "vllm": any
+    # OpenAI-compatible vision server (vLLM, llama-server, a Vertex AI endpoint) at ENGINE_URL,
+    # the OpenAI base URL (http://host:8000/v1). docs/operations.md says why each default.
+    engine: Literal["transformers", "vllm"] = "transformers"
+    engine_url: str | None = None
+    engine_api_key: SecretStr | None = None  # sent as a Bearer token; never logged
+    engine_model: str | None = None  # unset: the first model the server lists (a LoRA module's name to serve one)
+    engine_top_logprobs: int = Field(20, ge=1, le=100)  # P(yes) is read from this many tokens a step
+    engine_ready_timeout_s: float = Field(300, gt=0)  # start-up waits this long for GET /models
+    engine_timeout_s: float = Field(300, gt=0)  # one answer from the engine, start to end
     # P(yes) a "yes" needs; see healer.screening.answers. Unset with ADAPTER_DIR: the adapter card's.
     threshold: float = Field(0.5, gt=0, lt=1)
     # P(yes) + P(no) at the answer step below which the answer is "uncertain": the model must
@@ -76,6 +86,19 @@ class Settings(BaseSettings):
     slide_reader_memory_mb: int = Field(1024, ge=256)  # the child's address-space cap
 
     @model_validator(mode="after")
+    def _engine_needs(self) -> "Settings":
+        if self.engine == "vllm":
+            if not self.engine_url:
+                raise ValueError("ENGINE=vllm needs ENGINE_URL, the engine's OpenAI base URL "
+                                 "(e.g. http://host:8000/v1)")
+            if not self.engine_url.startswith(("http://", "https://")):
+                raise ValueError("ENGINE_URL must start with http:// or https:// (e.g. http://host:8000/v1)")
+            if self.adapter_dir:
+                raise ValueError("ADAPTER_DIR merges an adapter into local weights; with ENGINE=vllm, serve it "
+                                 "with the engine's LoRA serving and set ENGINE_MODEL to its name")
+        return self
+
+    @model_validator(mode="after")
     def _runner_needs(self) -> "Settings":
         if self.slide_runner == "cloud-run-job":
             if not (self.slide_store or "").startswith("gs://"):
@@ -87,7 +110,7 @@ class Settings(BaseSettings):
         return self
 
     @field_validator("model_revision", "adapter_dir", "slide_store", "slide_store_mount", "slide_cloud_run_job",
-                     mode="before")
+                     "engine_url", "engine_api_key", "engine_model", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         """`ADAPTER_DIR=` in a shell or a deploy script means "none", not the current directory."""

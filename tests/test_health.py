@@ -19,7 +19,7 @@ def test_health_reports_the_model_it_serves(client):
     compute = body["model"].pop("compute")
     assert body["model"] == {
         "id": "healer/tiny-random-gemma3", "revision": None, "device": "cpu",
-        "quantization": "none", "demo": True, "adapter": None,
+        "quantization": "none", "demo": True, "adapter": None, "engine": "transformers",
     }
     assert compute["cpu_class"] == detect().name  # and its kernels, per phase:
     assert set(compute["kernels"]) == {"vision", "prefill", "decode"}

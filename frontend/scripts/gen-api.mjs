@@ -1,6 +1,6 @@
 // Generates the page's copy of the service's contract:
 //   src/api/schema.d.ts      types, from the OpenAPI schema (scripts/export_openapi.py)
-//   src/api/prompts.gen.ts   the default question and the disclaimer, from healer/screening/prompts.py
+//   src/api/prompts.gen.ts   the default question and the disclaimer, from healer/text/prompts.py
 //
 //   npm run gen:api      rewrite both after a contract change
 //   npm run check:api    fail (exit 1) when either differs from what the service says now
@@ -36,7 +36,7 @@ try {
   const prompts = JSON.parse(
     execFileSync(
       python,
-      ["-c", "import json; from healer.screening.prompts import DEFAULT_QUESTION as q, DISCLAIMER as d; print(json.dumps([q, d]))"],
+      ["-c", "import json; from healer.text.prompts import DEFAULT_QUESTION as q, DISCLAIMER as d; print(json.dumps([q, d]))"],
       { cwd: repo, encoding: "utf8" },
     ),
   );

@@ -39,6 +39,10 @@ class Generation:
     answer_mass: float
     answer_step: int | None  # 0-based index of the answer step among the generated tokens
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # The probability the engine did not show at the step P(yes) was read: 0.0 under the full
+    # softmax (transformers); 1 - the top-k listed for an engine that returns only the top-k
+    # logprobs (healer.model.openai_engine). The yes/no figures are exact up to this much.
+    unseen_mass: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ class ModelInfo:
     demo: bool
     adapter: AdapterInfo | None = None  # the fine-tuned adapter merged in (ADAPTER_DIR), if any
     compute: Compute | None = None  # None: an engine that computes nothing (the fake)
+    engine: str = "transformers"  # ENGINE: "transformers" in this process, "vllm" an OpenAI-compatible server
 
 
 class Engine(ABC):

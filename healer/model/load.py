@@ -1,5 +1,6 @@
-"""The served engine, ready to answer: loaded once, the demo model announced loudly, warmed up,
-and the warm-up's time held against what the docs state for this CPU class.
+"""The served engine, ready to answer: loaded once (ENGINE: transformers in this process, or an
+OpenAI-compatible server), the demo model announced loudly, warmed up, and, in this process, the
+warm-up's time held against what the docs state for this CPU class.
 
 Shared by the service's start-up (healer.api.app) and each slide worker task
 (healer.slides.worker), so both answer with the same model in the same way.
@@ -17,10 +18,20 @@ from healer.settings import Settings
 log = logging.getLogger("healer")
 
 
-def load_engine(settings: Settings) -> Engine:
-    from healer.model.medgemma import MedGemmaEngine, usable_cpus  # torch and transformers load only when serving
+def open_engine(settings: Settings) -> Engine:
+    """The engine ENGINE names, loaded (not warmed up): transformers in this process, or the
+    OpenAI-compatible server at ENGINE_URL. Each loads its libraries only when chosen."""
+    if settings.engine == "vllm":
+        from healer.model.openai_engine import OpenAIEngine
 
-    engine = MedGemmaEngine.load(settings)
+        return OpenAIEngine.load(settings)
+    from healer.model.medgemma import MedGemmaEngine
+
+    return MedGemmaEngine.load(settings)
+
+
+def load_engine(settings: Settings) -> Engine:
+    engine = open_engine(settings)
     if engine.info.demo:
         _loudly(DEMO_WARNING)
     started = time.perf_counter()
@@ -28,7 +39,10 @@ def load_engine(settings: Settings) -> Engine:
     seconds = time.perf_counter() - started
     metrics.WARMUP.set(seconds)
     log.info("warm-up answered in %.1f s", seconds)
-    judge_warmup(engine, seconds, usable_cpus())
+    if settings.engine == "transformers":  # another machine's warm-up is not held to this CPU's times
+        from healer.model.medgemma import usable_cpus
+
+        judge_warmup(engine, seconds, usable_cpus())
     return engine
 
 

@@ -30,13 +30,19 @@ class ComputeCard(BaseModel):
 class ModelCard(BaseModel):
     id: str = Field(examples=["google/medgemma-4b-it"])
     revision: str | None = Field(description="Hugging Face commit of the weights, when known")
-    device: Literal["cpu", "cuda"]
-    quantization: Literal["int8", "none"]
+    device: Literal["cpu", "cuda", "remote"] = Field(description="remote: the engine at ENGINE_URL computes")
+    quantization: Literal["int8", "none", "engine's own"] = Field(
+        description="QUANTIZATION in this process; engine's own: whatever the engine at ENGINE_URL was started with"
+    )
     demo: bool = Field(description="True when a random-weight demo model answers: meaningless output")
     adapter: AdapterCard | None = Field(
         None, description="The fine-tuned adapter merged into the weights (ADAPTER_DIR); null: the base model"
     )
     compute: ComputeCard | None = Field(None, description="What computes the answers; null for a stand-in engine")
+    engine: Literal["transformers", "vllm"] = Field(
+        "transformers", description="ENGINE: transformers in this process, or vllm: an OpenAI-compatible server "
+        "(vLLM, llama-server, Vertex AI) at ENGINE_URL, named in compute.processor"
+    )
 
     @classmethod
     def of(cls, info) -> "ModelCard":
@@ -78,6 +84,11 @@ class Prediction(BaseModel):
         "probability on answering yes or no at all. 0 when no yes/no came within its first 8 tokens"
     )
     min_answer_mass: float = Field(description="The answer mass a yes or no needs (MIN_ANSWER_MASS)")
+    unseen_mass: float = Field(
+        0.0, ge=0, le=1, description="The probability the engine did not show at the step P(yes) was read: 0 "
+        "under the full softmax (ENGINE=transformers); with ENGINE=vllm, 1 minus the top-k logprobs listed "
+        "(ENGINE_TOP_LOGPROBS). probability and answer_mass are exact up to this much"
+    )
     explanation: str = Field(description="One sentence; empty in answer-only mode")
     prediction: str = Field(description="The model's text as one string, as the first API returned it")
     question: str

@@ -70,6 +70,7 @@ class ScreeningService:
             probability=verdict.probability,
             answer_mass=generation.answer_mass,
             min_answer_mass=self.settings.min_answer_mass,
+            unseen_mass=generation.unseen_mass,
             explanation=verdict.explanation,
             prediction=verdict.prediction,
             question=question,

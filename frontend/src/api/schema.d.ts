@@ -287,14 +287,16 @@ export interface components {
             revision: string | null;
             /**
              * Device
+             * @description remote: the engine at ENGINE_URL computes
              * @enum {string}
              */
-            device: "cpu" | "cuda";
+            device: "cpu" | "cuda" | "remote";
             /**
              * Quantization
+             * @description QUANTIZATION in this process; engine's own: whatever the engine at ENGINE_URL was started with
              * @enum {string}
              */
-            quantization: "int8" | "none";
+            quantization: "int8" | "none" | "engine's own";
             /**
              * Demo
              * @description True when a random-weight demo model answers: meaningless output
@@ -304,6 +306,13 @@ export interface components {
             adapter?: components["schemas"]["AdapterCard"] | null;
             /** @description What computes the answers; null for a stand-in engine */
             compute?: components["schemas"]["ComputeCard"] | null;
+            /**
+             * Engine
+             * @description ENGINE: transformers in this process, or vllm: an OpenAI-compatible server (vLLM, llama-server, Vertex AI) at ENGINE_URL, named in compute.processor
+             * @default transformers
+             * @enum {string}
+             */
+            engine: "transformers" | "vllm";
         };
         /** Prediction */
         Prediction: {
@@ -328,6 +337,12 @@ export interface components {
              * @description The answer mass a yes or no needs (MIN_ANSWER_MASS)
              */
             min_answer_mass: number;
+            /**
+             * Unseen Mass
+             * @description The probability the engine did not show at the step P(yes) was read: 0 under the full softmax (ENGINE=transformers); with ENGINE=vllm, 1 minus the top-k logprobs listed (ENGINE_TOP_LOGPROBS). probability and answer_mass are exact up to this much
+             * @default 0
+             */
+            unseen_mass: number;
             /**
              * Explanation
              * @description One sentence; empty in answer-only mode

@@ -3,7 +3,7 @@
 import { vi } from "vitest";
 import type { Health, Prediction } from "../api/client";
 
-export const MODEL = { id: "google/medgemma-4b-it", revision: null, device: "cpu", quantization: "int8", demo: false } as const;
+export const MODEL = { id: "google/medgemma-4b-it", revision: null, device: "cpu", quantization: "int8", demo: false, engine: "transformers" } as const;
 
 export function health(demo = false): Health {
   return {
@@ -19,6 +19,7 @@ export function prediction(overrides: Partial<Prediction> = {}): Prediction {
     answer: "yes",
     probability: 0.87,
     answer_mass: 0.96,
+    unseen_mass: 0,
     min_answer_mass: 0.5,
     explanation: "Irregular glands with nuclear atypia.",
     prediction: "Yes. Irregular glands with nuclear atypia.",

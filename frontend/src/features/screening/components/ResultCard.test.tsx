@@ -33,6 +33,20 @@ describe("ResultCard", () => {
     expect(within(result).getByText(/cpu \(CPU class avx2\) · int8/)).toBeVisible();
   });
 
+  it("names the remote engine and how much probability its top tokens left unseen", () => {
+    const compute = { processor: "http://vllm:8000/v1", cpu_class: null, capped_by: [], kernels: {} };
+    const model = { ...MODEL, engine: "vllm" as const, device: "remote" as const, quantization: "engine's own" as const, compute };
+    render(<ResultCard prediction={prediction({ model, unseen_mass: 0.04 })} fileName="t.png" explainAsked />);
+    const result = screen.getByRole("region", { name: /answer/i });
+    expect(within(result).getByText(/the engine's own precision · served by the OpenAI-compatible engine at http:\/\/vllm:8000\/v1/)).toBeVisible();
+    expect(within(result).getByText(/exact up to 4% of probability it did not show/)).toBeVisible();
+  });
+
+  it("says nothing of unseen probability when the engine read the full softmax", () => {
+    render(<ResultCard prediction={prediction({ unseen_mass: 0 })} fileName="t.png" explainAsked />);
+    expect(screen.queryByText(/did not show/)).not.toBeInTheDocument();
+  });
+
   it("shows how much of its probability the model put on answering", () => {
     render(<ResultCard prediction={prediction({ answer: "yes", answer_mass: 0.96 })} fileName="t.png" explainAsked />);
     const result = screen.getByRole("region", { name: /answer/i });

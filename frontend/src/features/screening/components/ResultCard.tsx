@@ -3,6 +3,8 @@ import type { Prediction } from "../../../api/client";
 import { formatMs } from "../../../lib/format";
 
 const ANSWER_WORD = { yes: "YES", no: "NO", uncertain: "UNCERTAIN" } as const;
+const QUANTIZATION: Record<string, string> = { int8: "int8", none: "bf16", "engine's own": "the engine's own precision" };
+
 const ANSWER_HINT = {
   yes: "The model reports features suggestive of colorectal cancer",
   no: "The model reports no features of colorectal cancer",
@@ -91,8 +93,15 @@ export const ResultCard = forwardRef<HTMLElement, Props>(function ResultCard({ p
             {model.id}
             {model.demo ? " (demo, random weights)" : ""}
             {model.adapter ? ` + fine-tuned adapter ${model.adapter.name} (${model.adapter.sha256})` : ""} · {model.device}
-            {model.compute?.cpu_class ? ` (CPU class ${model.compute.cpu_class})` : ""} · {model.quantization === "int8" ? "int8" : "bf16"}
+            {model.compute?.cpu_class ? ` (CPU class ${model.compute.cpu_class})` : ""} · {QUANTIZATION[model.quantization]}
+            {model.engine === "vllm" ? ` · served by the OpenAI-compatible engine at ${model.compute?.processor ?? "ENGINE_URL"}` : ""}
           </dd>
+          {prediction.unseen_mass > 0.005 && (
+            <>
+              <dt>Unseen</dt>
+              <dd>the engine showed its top tokens only: P(yes) and the answer mass are exact up to {Math.round(prediction.unseen_mass * 100)}% of probability it did not show</dd>
+            </>
+          )}
           <dt>Threshold</dt>
           <dd>a yes needs P(yes) ≥ {prediction.threshold.toFixed(2)}</dd>
           <dt>Timing</dt>
