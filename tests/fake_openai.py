@@ -63,6 +63,7 @@ class FakeOpenAI:
     drop_after: int | None = None  # tokens sent before the connection is dropped
     refuse_chat: int | None = None  # an HTTP status every chat completion is refused with
     send_logprobs: bool = True  # False: a server started without logprobs (text only)
+    tokens_per_chunk: int = 1  # vLLM's CPU build sends a dozen tokens in one chunk
 
     def __post_init__(self) -> None:
         self.requests: list[dict] = []  # chat completion bodies, as received
@@ -139,12 +140,15 @@ class FakeOpenAI:
         try:
             yield _event(body, {"role": "assistant", "content": ""})
             await asyncio.sleep(self.first_token_delay_s)
-            for token in script:
+            for start in range(0, len(script), self.tokens_per_chunk):
                 if self.drop_after is not None and sent >= self.drop_after:
                     raise DroppedOnPurpose()
-                logprobs = _logprobs(token, body.get("top_logprobs") or 0) if self.send_logprobs else None
-                yield _event(body, {"content": token.text}, logprobs)
-                sent += 1
+                chunk = script[start:start + self.tokens_per_chunk]
+                top_k = body.get("top_logprobs") or 0
+                logprobs = {"content": [entry for token in chunk for entry in _logprobs(token, top_k)["content"]]}
+                yield _event(body, {"content": "".join(token.text for token in chunk)},
+                             logprobs if self.send_logprobs else None)
+                sent += len(chunk)
                 await asyncio.sleep(self.token_delay_s)
             finish = "length" if len(script) == body.get("max_tokens") else "stop"
             yield _event(body, {}, finish_reason=finish)

@@ -151,6 +151,17 @@ def test_an_explained_stream_is_closed_after_its_first_sentence(server, tmp_path
     assert end.disconnected and end.sent < 8, end
 
 
+def test_a_chunk_of_many_tokens_is_read_token_by_token(server, tmp_path):
+    """vLLM's CPU build streams a dozen tokens in one chunk: the text still ends where the row is
+    done, as transformers stops, and the answer step is still found."""
+    server.tokens_per_chunk = 12
+    server.default = [*tokens("No", ".", " Regular", " crypts", ".", " More", " text", "."), *TAIL]
+    engine = OpenAIEngine.load(vllm_settings(server, tmp_path, max_new_tokens=48))
+    explained, answer_only = engine.generate([Query(TILE, "Is it cancer?"), Query(TILE, "Is it cancer?", explain=False)])
+    assert (explained.text, explained.answer_step, explained.answer_label) == ("No. Regular crypts.", 0, "no")
+    assert (answer_only.text, answer_only.answer_step, answer_only.answer_label) == ("", 0, "no")
+
+
 def test_the_queries_of_a_batch_are_sent_at_once_and_answered_in_order(server, engine):
     server.token_delay_s = 0.05
     server.scripts = {"first?": tokens("Yes", ".", " A", "."), "second?": tokens("No", ".", " B", "."),

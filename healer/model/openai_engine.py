@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 10.0  # a host that drops packets fails in seconds, not after ENGINE_TIMEOUT_S
 BACKSTOP_GRACE_S = 0.5  # past ENGINE_TIMEOUT_S, a batch is abandoned whatever its threads are doing
 POLL_EVERY_S = 1.0
+# Tokens that end the model's turn, should a server list them: nothing after them is the answer's.
+END_OF_TURN = {"<end_of_turn>", "<eos>"}
 # vLLM accepts connections on its port before it serves them: one readiness poll must not hang.
 POLL_TIMEOUT_S = 5.0
 
@@ -174,9 +176,10 @@ class OpenAIEngine(Engine):
         )
 
     def _read(self, stream, explain: bool, limit: int, deadline: float) -> tuple[list[Step], str]:
-        """The row's tokens and text, read until it is done: an explained row at its answer and
-        one finished sentence, an answer-only row at its answer step (or `limit` tokens). vLLM
-        streams a token a chunk; a chunk of several is read whole."""
+        """The row's tokens and text, read token by token until it is done: an explained row at
+        its answer and one finished sentence, an answer-only row at its answer step (or `limit`
+        tokens). A chunk may carry many tokens (vLLM's CPU build sends a dozen at once): the text
+        is the tokens' own, up to the one where the row was done, as transformers would stop."""
         steps: list[Step] = []
         text = ""
         for chunk in stream:
@@ -189,14 +192,14 @@ class OpenAIEngine(Engine):
             if choice.delta.content and not tokens:
                 raise self._unavailable(f"it streamed text without logprobs (it must allow {self.top_logprobs} "
                                         "top logprobs: ENGINE_TOP_LOGPROBS, vLLM's --max-logprobs)")
-            before = text
             for token in tokens:
+                if token.token in END_OF_TURN:
+                    return steps, text
                 top = tuple((alternative.token, alternative.logprob) for alternative in token.top_logprobs or ())
-                steps.append(Step(token.token, token.logprob, top, before))
-                before += token.token
-            text += choice.delta.content or ""
-            if len(steps) >= limit or (explanation_complete(text) if explain else _answer_step(steps) is not None):
-                break
+                steps.append(Step(token.token, token.logprob, top, text))
+                text += token.token
+                if len(steps) >= limit or (explanation_complete(text) if explain else _answer_step(steps) is not None):
+                    return steps, text
         return steps, text
 
     def _unavailable(self, reason: str) -> EngineUnavailable:
