@@ -79,7 +79,10 @@ def test_it_answers_as_the_transformers_engine_does_on_the_same_checkpoint(engin
             assert (there.answer_step, there.answer_label) == (here.answer_step, here.answer_label)
             assert there.p_yes == pytest.approx(here.p_yes, abs=P_YES_TOLERANCE)
             assert there.answer_mass == pytest.approx(here.answer_mass, abs=MASS_TOLERANCE)
-            assert 0 <= there.unseen_mass < 0.5 and here.unseen_mass == 0
+            # The demo's top-20 holds all 12 yes/no pieces; what it leaves unseen is the rest of the
+            # softmax, spread over 262k pieces: about 1 - the answer mass transformers reads in full.
+            assert here.unseen_mass == 0 and there.answer_mass + there.unseen_mass <= 1 + 1e-9
+            assert there.unseen_mass == pytest.approx(1 - here.answer_mass, abs=MASS_TOLERANCE + 0.02)
             if explain:  # the same sentence; greedy picks may differ in case where two answer pieces tie
                 assert there.text.lower() == here.text.lower()
 
