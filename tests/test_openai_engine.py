@@ -6,7 +6,6 @@ import json
 import logging
 import math
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from healer.text.answer_step import ANSWER_WITHIN
 from healer.text.prompts import SYSTEM_PROMPT
 from tests.fake_openai import FakeOpenAI, Token, tokens
 from tests.test_predict import predict
+from tests.test_startup import assert_sigterm_stops_it
 
 ROOT = Path(__file__).resolve().parent.parent
 TILE = Image.new("RGB", (48, 48), (200, 120, 170))
@@ -409,20 +409,7 @@ def test_sigterm_during_start_up_stops_the_server_at_once(tmp_path, phase):
         env = {**os.environ, "ENGINE": "vllm", "ENGINE_URL": server.url, "ENGINE_READY_TIMEOUT_S": "120",
                "MODEL_DIR": str(tmp_path / "none"), "PORT": "18093"}
         process = subprocess.Popen([sys.executable, "main.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 60
-            while not started():
-                assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-                time.sleep(0.1)
-            time.sleep(0.5)
-            stopped_at = time.monotonic()
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=10)
-            took = time.monotonic() - stopped_at
-        finally:
-            process.kill()
-    assert took < 5, f"exited {took:.1f} s after SIGTERM"
-    assert "stopped during start-up" in log.read_text()
+        assert_sigterm_stops_it(process, started, log, within_s=60, settle_s=0.5)
 
 
 def test_the_server_process_exits_with_one_clear_line_when_the_engine_is_never_ready(tmp_path):

@@ -111,12 +111,17 @@ def test_sigterm_during_the_warm_up_stops_the_server_at_once(demo_model_dir, tmp
     with open(log, "w") as out:
         process = subprocess.Popen([sys.executable, "-c", ENDLESS_WARMUP], cwd=ROOT, env=env,
                                    stdout=out, stderr=subprocess.STDOUT)
+    assert_sigterm_stops_it(process, lambda: "warm-up started" in log.read_text(), log, within_s=120, settle_s=1)
+
+
+def assert_sigterm_stops_it(process: subprocess.Popen, started, log: Path, within_s: float, settle_s: float) -> None:
+    """Once `started()` (and `settle_s` more), SIGTERM ends the server within 5 s, saying so."""
     try:
-        deadline = time.monotonic() + 120
-        while "warm-up started" not in log.read_text():
+        deadline = time.monotonic() + within_s
+        while not started():
             assert process.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
-        time.sleep(1)
+        time.sleep(settle_s)
         stopped_at = time.monotonic()
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=10)
