@@ -64,6 +64,7 @@ class FakeOpenAI:
     refuse_chat: int | None = None  # an HTTP status every chat completion is refused with
     send_logprobs: bool = True  # False: a server started without logprobs (text only)
     tokens_per_chunk: int = 1  # vLLM's CPU build sends a dozen tokens in one chunk
+    bytes_for_non_ascii: bool = False  # list non-ASCII tokens as "bytes:\\x..", as vLLM does for a partial character
 
     def __post_init__(self) -> None:
         self.requests: list[dict] = []  # chat completion bodies, as received
@@ -146,6 +147,10 @@ class FakeOpenAI:
                 chunk = script[start:start + self.tokens_per_chunk]
                 top_k = body.get("top_logprobs") or 0
                 logprobs = {"content": [entry for token in chunk for entry in _logprobs(token, top_k)["content"]]}
+                if self.bytes_for_non_ascii:
+                    for entry in logprobs["content"]:
+                        if not entry["token"].isascii():
+                            entry["token"] = "bytes:" + "".join(f"\\x{b:02x}" for b in entry["token"].encode())
                 yield _event(body, {"content": "".join(token.text for token in chunk)},
                              logprobs if self.send_logprobs else None)
                 sent += len(chunk)

@@ -162,6 +162,16 @@ def test_a_chunk_of_many_tokens_is_read_token_by_token(server, tmp_path):
     assert (answer_only.text, answer_only.answer_step, answer_only.answer_label) == ("", 0, "no")
 
 
+def test_a_chunk_whose_token_strings_do_not_spell_its_text_keeps_the_text(server, tmp_path):
+    """A server may list a token as its bytes ("bytes:\\xc2\\xb5"): the text is then the chunk's own,
+    read a chunk at a time (here one chunk holds the whole sentence)."""
+    server.tokens_per_chunk, server.bytes_for_non_ascii = 8, True
+    server.default = [*tokens("No", ".", " Crypts", " of", " 3", " µ", "m", "."), *TAIL]
+    engine = OpenAIEngine.load(vllm_settings(server, tmp_path, max_new_tokens=48))
+    [answer] = engine.generate([Query(TILE, "Is it cancer?")])
+    assert (answer.text, answer.answer_label) == ("No. Crypts of 3 µm.", "no")
+
+
 def test_the_queries_of_a_batch_are_sent_at_once_and_answered_in_order(server, engine):
     server.token_delay_s = 0.05
     server.scripts = {"first?": tokens("Yes", ".", " A", "."), "second?": tokens("No", ".", " B", "."),

@@ -179,7 +179,10 @@ class OpenAIEngine(Engine):
         """The row's tokens and text, read token by token until it is done: an explained row at
         its answer and one finished sentence, an answer-only row at its answer step (or `limit`
         tokens). A chunk may carry many tokens (vLLM's CPU build sends a dozen at once): the text
-        is the tokens' own, up to the one where the row was done, as transformers would stop."""
+        ends at the token where the row was done, as transformers stops."""
+        def done(steps: list[Step], text: str) -> bool:
+            return len(steps) >= limit or (explanation_complete(text) if explain else _answer_step(steps) is not None)
+
         steps: list[Step] = []
         text = ""
         for chunk in stream:
@@ -192,13 +195,24 @@ class OpenAIEngine(Engine):
             if choice.delta.content and not tokens:
                 raise self._unavailable(f"it streamed text without logprobs (it must allow {self.top_logprobs} "
                                         "top logprobs: ENGINE_TOP_LOGPROBS, vLLM's --max-logprobs)")
+            content = choice.delta.content or ""
+            # Token strings that spell the chunk's text can end the row mid-chunk; others (a byte
+            # of a multi-byte character, shown as its own string) only with the chunk's whole text.
+            exact = "".join(token.token for token in tokens) == content
+            before = text
             for token in tokens:
                 if token.token in END_OF_TURN:
                     return steps, text
                 top = tuple((alternative.token, alternative.logprob) for alternative in token.top_logprobs or ())
-                steps.append(Step(token.token, token.logprob, top, text))
-                text += token.token
-                if len(steps) >= limit or (explanation_complete(text) if explain else _answer_step(steps) is not None):
+                steps.append(Step(token.token, token.logprob, top, before))
+                before += token.token
+                if exact:
+                    text = before
+                    if done(steps, text):
+                        return steps, text
+            if not exact:
+                text += content
+                if done(steps, text):
                     return steps, text
         return steps, text
 
