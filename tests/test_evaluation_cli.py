@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from evaluation_tiles import COUNTS, build_tile_folder
+from evaluation_tiles import COUNTS
 from healer.evaluation import metrics as roc
 from healer.evaluate import main, service_threshold
 from healer.settings import Settings
@@ -25,19 +25,6 @@ from healer.model.medgemma import MedGemmaEngine
 from healer.evaluation.plot import POINT, to_pixel
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="session")
-def tiles(tmp_path_factory) -> Path:
-    return build_tile_folder(tmp_path_factory.mktemp("tiles"))
-
-
-@pytest.fixture
-def demo_env(monkeypatch, demo_model_dir):
-    """The service's settings, from the environment, as a deployment would set them."""
-    monkeypatch.setenv("MODEL_DIR", str(demo_model_dir))
-    monkeypatch.setenv("QUANTIZATION", "none")
-    monkeypatch.setenv("DEVICE", "cpu")
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

@@ -1,7 +1,8 @@
-"""The ROC curve as a small PNG, drawn with Pillow (no plotting library needed for one chart).
+"""The evaluation's pictures as small PNGs, drawn with Pillow (no plotting library for two charts).
 
-Axes with ticks every 0.2, the chance diagonal, the curve, the AUC in the legend and the chosen
-operating point marked with a red dot.
+`draw_roc`: axes with ticks every 0.2, the chance diagonal, the curve, the AUC in the legend and the
+chosen operating point marked with a red dot. `draw_bands`: the P(yes) histogram of each class over
+the triage bands, each band shaded and labelled with the share of the class's tiles it takes.
 """
 
 from pathlib import Path
@@ -69,6 +70,51 @@ def draw_roc(
             draw.ellipse([x0 + 14, y - 6, x0 + 26, y + 6], fill=colour, outline="black")
         draw.text((x0 + 40, y), text, fill="black", font=small, anchor="lm")
 
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format="PNG", optimize=True)
+    return path
+
+
+BAND_SHADES = {"rule-out": (222, 241, 222), "refer": (253, 240, 205), "rule-in": (249, 219, 219)}
+BINS = 50
+
+
+def draw_bands(
+    scores_by_class: dict[str, list[float]], rule_out: float, rule_in: float,
+    shares: dict[str, dict[str, float]], path: Path, title: str = "Triage bands",
+) -> Path:
+    """One histogram of P(yes) per class ({"positive": [...], "negative": [...]}), one above the
+    other on the same 0–1 axis, over the bands; `shares` is each class's share per band."""
+    height = TOP + 40 + 200 * len(scores_by_class)
+    image = Image.new("RGB", (SIZE, height), "white")
+    draw = ImageDraw.Draw(image)
+    small, normal = _font(13), _font(15)
+    x = lambda p: LEFT + p * PLOT  # noqa: E731
+    for row, (name, scores) in enumerate(scores_by_class.items()):
+        top, bottom = TOP + 200 * row, TOP + 200 * row + 160
+        for band, (a, b) in {"rule-out": (0, rule_out), "refer": (rule_out, rule_in), "rule-in": (rule_in, 1)}.items():
+            draw.rectangle([x(a), top, x(b), bottom], fill=BAND_SHADES[band])
+            share = shares[name][band]
+            draw.text((x((a + b) / 2), top + 4), f"{share:.0%}", fill="black", font=small, anchor="mt")
+        counts = [0] * BINS
+        for score in scores:
+            counts[min(int(score * BINS), BINS - 1)] += 1
+        peak = max(counts) or 1
+        for i, count in enumerate(counts):
+            if count:
+                draw.rectangle([x(i / BINS) + 1, bottom - 130 * count / peak, x((i + 1) / BINS) - 1, bottom], fill=CURVE)
+        for threshold in (rule_out, rule_in):
+            draw.line([(x(threshold), top), (x(threshold), bottom)], fill=POINT, width=2)
+        draw.rectangle([LEFT, top, LEFT + PLOT, bottom], outline="black")
+        draw.text((LEFT - 8, (top + bottom) / 2), f"{name}\n{len(scores)} tiles", fill="black", font=small,
+                  anchor="rm", align="right")
+        for step in range(6):
+            draw.text((x(step / 5), bottom + 4), f"{step / 5:.1f}", fill="black", font=small, anchor="mt")
+    draw.text((SIZE / 2, 22), title, fill="black", font=_font(17), anchor="mm")
+    legend = (f"P(yes); red lines: rule-out < {rule_out:.4g}, rule-in > {rule_in:.4g}; "
+              "green rule-out, amber refer, red rule-in")
+    draw.text((SIZE / 2, height - 24), legend, fill="black", font=normal, anchor="mm")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, format="PNG", optimize=True)
