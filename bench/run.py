@@ -1,4 +1,4 @@
-"""Side-by-side benchmark over HTTP: the original project's settings, Healer bf16 and int8, llama.cpp.
+"""Side-by-side benchmark over HTTP: the original project's settings, Healer bf16 and int8, llama.cpp, vLLM.
 
     python -m bench.run --size medgemma-4b       # full size: builds a 4.3 B random model once (~8.6 GB)
     python -m bench.run --size medgemma-4b --isa avx2   # every server computing as an AVX2-only CPU
@@ -10,9 +10,10 @@ kernels each Healer server chose. llama.cpp computes with the ISA it was built f
 leaves it out.
 
 One run, one machine, one model directory (random weights with the chosen architecture cost
-exactly what real weights cost). The llama.cpp row needs `python -m bench.llama_cpp prepare` first;
-without its build it is left out with the reason printed. Every server is a separate process started cold; memory is
-sampled from /proc (anonymous and file-backed separately). Prints a Markdown table and writes it,
+exactly what real weights cost). The llama.cpp row needs `python -m bench.llama_cpp prepare` first,
+the vLLM row its CPU build (`scripts/vllm-venv.sh`); without them each is left out with the reason
+printed. Every server is a separate process started cold; memory is sampled from /proc (anonymous
+and file-backed separately, summed over the server's processes: vLLM computes in a child). Prints a Markdown table and writes it,
 with the date and a description of the machine, to bench/results/.
 """
 
@@ -36,7 +37,8 @@ import torch
 from PIL import Image
 from transformers import AutoProcessor
 
-from bench import llama_cpp
+from bench import llama_cpp, vllm_peer
+from bench.openai_chat import EXPLAINED_TOKENS
 from healer.model.cpu_class import CAP_VARIABLES, CLASSES, detect, forcing_environment
 from healer.model.demo import write_demo_model
 from healer.model.medgemma import usable_cpus
@@ -52,13 +54,27 @@ CONFIGS = {
     "healer-bf16": ([sys.executable, "main.py"], {"QUANTIZATION": "none", "CACHE_SIZE": "0"}),
     "healer-int8": ([sys.executable, "main.py"], {"QUANTIZATION": "int8", "CACHE_SIZE": "0"}),
     "llama-cpp": (None, {}),  # llama-server, started by bench.llama_cpp
+    "vllm": (None, {}),  # vLLM's CPU build, started by bench.vllm_peer
 }
-EXPLAINED_TOKENS = 48  # Healer's MAX_NEW_TOKENS: random weights never stop earlier
+PEERS = ("llama-cpp", "vllm")  # the other engines: OpenAI chat API, no Healer service in front
+
+
+def process_tree(pid: int) -> list[int]:
+    """pid and all its descendants, from /proc's children lists."""
+    tree, i = [pid], 0
+    while i < len(tree):
+        for task in Path(f"/proc/{tree[i]}/task").glob("*"):
+            try:
+                tree += [int(child) for child in (task / "children").read_text().split()]
+            except OSError:
+                pass
+        i += 1
+    return tree
 
 
 @dataclass
 class Memory:
-    """Peak resident memory of one process, sampled every 100 ms: anonymous and file-backed."""
+    """Peak resident memory of a server's processes, sampled every 100 ms: anonymous and file-backed."""
 
     pid: int
     peak_anon: float = 0.0
@@ -67,15 +83,20 @@ class Memory:
     last: dict = field(default_factory=dict)
 
     def sample(self) -> None:
-        try:
-            status = dict(line.split(":", 1) for line in open(f"/proc/{self.pid}/status"))
-        except (OSError, ValueError):
+        gib = {"RssAnon": 0.0, "RssFile": 0.0, "VmRSS": 0.0, "VmHWM": 0.0}
+        for pid in process_tree(self.pid):
+            try:
+                status = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status"))
+                for key in gib:
+                    gib[key] += int(status[key].split()[0]) / 2**20
+            except (OSError, ValueError, KeyError):
+                continue
+        if not gib["VmRSS"]:
             return
-        gib = {k: int(status[k].split()[0]) / 2**20 for k in ("RssAnon", "RssFile", "VmRSS", "VmHWM")}
         self.last = gib
         self.peak_anon = max(self.peak_anon, gib["RssAnon"])
         self.peak_file = max(self.peak_file, gib["RssFile"])
-        self.peak_total = max(self.peak_total, gib["VmHWM"])
+        self.peak_total = max(self.peak_total, gib["VmHWM"])  # each process's own peak: an upper bound
 
 
 def sampling(memory: Memory, stop: threading.Event) -> threading.Thread:
@@ -112,10 +133,10 @@ def post(url: str, image: bytes, explain: bool = True) -> float:
 def batch_counts(url: str) -> tuple[float, float] | None:
     """(queries, model calls) so far, from Healer's Prometheus metrics; None without them."""
     response = httpx.get(url + "/metrics", timeout=60)
-    if response.status_code != 200:
-        return None
     values = dict(line.rsplit(" ", 1) for line in response.text.splitlines()
                   if line.startswith(("healer_batch_size_sum ", "healer_batch_size_count ")))
+    if response.status_code != 200 or len(values) != 2:  # no metrics, or another engine's
+        return None
     return float(values["healer_batch_size_sum"]), float(values["healer_batch_size_count"])
 
 
@@ -177,19 +198,24 @@ def healer_server(name: str, model_dir: Path, clients: int):
 
 
 @contextmanager
-def llama_server(server: llama_cpp.Server):
-    url, process = server.start()
+def peer_server(peer):
+    url, process = peer.start()
     try:
         yield url, process
     finally:
-        process.terminate()
-        process.wait(timeout=60)
+        peer.stop(process)
+
+
+def start_peer(name: str, model_dir: Path, clients: int):
+    if name == "llama-cpp":
+        return llama_cpp.Server(usable_cpus(), clients)
+    return vllm_peer.Server(model_dir, clients)
 
 
 def bench_config(name: str, model_dir: Path, images: list[bytes], requests: int, clients: int) -> dict:
-    if name == "llama-cpp":
-        peer = llama_cpp.Server(usable_cpus(), clients)
-        server, ask, health_path = llama_server(peer), peer.ask, "/health"
+    if name in PEERS:
+        peer = start_peer(name, model_dir, clients)
+        server, ask, health_path = peer_server(peer), peer.ask, peer.health_path
     else:
         server, ask, health_path = healer_server(name, model_dir, clients), post, "/"
     images = iter(images)
@@ -199,7 +225,7 @@ def bench_config(name: str, model_dir: Path, images: list[bytes], requests: int,
         memory = Memory(process.pid)
         sampler = sampling(memory, stop)
         result = {"cold_start_s": time.perf_counter() - started}
-        if name != "llama-cpp":
+        if name not in PEERS:
             result["compute"] = httpx.get(url + health_path, timeout=60).json().get("model", {}).get("compute")
         result["first_s"], result["second_s"] = ask(url, next(images)), ask(url, next(images))
         sequential_started = time.perf_counter()
@@ -240,7 +266,7 @@ def bench_config(name: str, model_dir: Path, images: list[bytes], requests: int,
         sampler.join()
         result.update(peak_anon_gib=memory.peak_anon, peak_file_gib=memory.peak_file,
                       peak_total_gib=memory.peak_total)
-    if name == "llama-cpp":
+    if name in PEERS:
         result["server_timings"] = peer.summary()
     return result
 
@@ -306,12 +332,14 @@ def throughput_bound(r: dict, clients: int) -> float:
 
 def ratios(results: dict, clients: int, ceiling: float, work: float) -> list[str]:
     lines = []
-    peer = results.get("llama-cpp")
-    if peer and "server_timings" in peer:
-        t = peer["server_timings"]
-        lines.append(f"- llama-cpp as it reports itself: prompt of {t.get('prompt_tokens')} tokens in "
-                     f"{t.get('prompt_s', float('nan')):.2f} s (image encoding included), "
-                     f"decode {t.get('decode_s_per_token', float('nan')):.3f} s/token")
+    llama = results.get("llama-cpp", {}).get("server_timings")
+    if llama:
+        lines.append(f"- llama-cpp as it reports itself: prompt of {llama.get('prompt_tokens')} tokens in "
+                     f"{llama.get('prompt_s', float('nan')):.2f} s (image encoding included), "
+                     f"decode {llama.get('decode_s_per_token', float('nan')):.3f} s/token")
+    if "vllm" in results:
+        lines.append(f"- vllm's prompt, as it counts it: {results['vllm']['server_timings'].get('prompt_tokens')} "
+                     "tokens (the image's 256 included)")
     original = results.get("original")
     for name in (n for n in results if n != "original"):
         r = results[name]
@@ -331,10 +359,12 @@ def ratios(results: dict, clients: int, ceiling: float, work: float) -> list[str
                      f"the sequential throughput, {r[f'throughput_{clients}'] / throughput_bound(r, clients):.0%} "
                      f"of the bound from its solo prefill and decode (target ≥ 95 %); GET / p99 "
                      f"{r['health_p99_ms']:.0f} ms (target ≤ 50 ms)")
-        if peer and name.endswith("int8"):
-            lines.append(f"- {name}: decode {decode_s(r):.3f} s/token vs llama.cpp Q8_0's {decode_s(peer):.3f} "
+        for peer in (p for p in PEERS if p in results and name == "healer-int8"):
+            other = results[peer]
+            lines.append(f"- {name}: decode {decode_s(r):.3f} s/token vs {peer}'s {decode_s(other):.3f} "
                          f"(target: no slower); answer-only {answer_only:.2f} s is "
-                         f"{answer_only / statistics.median(peer['answer_only']):.2f}× llama.cpp's (target ≤ 0.33×)")
+                         f"{answer_only / statistics.median(other['answer_only']):.2f}× {peer}'s, explained "
+                         f"{explained / statistics.median(other['explained']):.2f}×")
     return lines
 
 
@@ -343,7 +373,12 @@ def forced_away() -> str | None:
     return f"it computes with its build's ISA, not the forced class {cpu.name}" if cpu.name != cpu.hardware else None
 
 
-def peer_missing(size: str) -> str | None:
+def peer_missing(name: str, size: str) -> str | None:
+    """Why a peer engine's row cannot run here, or None."""
+    if forced := forced_away():
+        return forced
+    if name == "vllm":
+        return vllm_peer.missing()
     if size != "medgemma-4b":
         return "its GGUF files are converted from the full-size checkpoint only"
     return llama_cpp.missing()
@@ -378,8 +413,8 @@ def main(argv: list[str] | None = None) -> int:
 
     results = {}
     for name in args.configs.split(","):
-        if name == "llama-cpp" and (reason := forced_away() or peer_missing(args.size)):
-            print(f"skipping llama-cpp: {reason}", flush=True)
+        if name in PEERS and (reason := peer_missing(name, args.size)):
+            print(f"skipping {name}: {reason}", flush=True)
             continue
         print(f"benchmarking {name}…", flush=True)
         results[name] = bench_config(name, model_dir, images, args.requests, args.clients)
@@ -398,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Load average (1 min): {load_at_start:.2f} at the start, {load:.2f} at the end.",
         "",
         table(results, args.clients),
-        *(["llama-cpp serves no page: its GET / row probes GET /health."] if "llama-cpp" in results else []),
+        *([f"{peer} serves no page: its GET / row probes GET /health." for peer in PEERS if peer in results]),
         "",
         "Kernels each Healer server chose (its GET /):",
         *kernels(results),

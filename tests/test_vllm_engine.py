@@ -25,7 +25,7 @@ from tests.conftest import demo_settings
 from tests.evaluation_tiles import build_tile_folder
 from tests.slide_files import cmu_svs
 from tests.test_slides_api import finished, upload
-from tests.vllm.server import VllmServer, installed
+from healer.tools.vllm_server import VllmServer, installed
 
 # vLLM computes the tiny model in its own kernels (bf16 weights, fp32 softmax); transformers in
 # bf16 here. Measured gaps on the four images: P(yes) ≤ 0.02, answer mass ≤ 0.04.

