@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
-# Deploys the image build.sh pushed to Cloud Run, with one of two profiles:
+# Deploys the image build.sh pushed to Cloud Run, with one of four profiles:
 #
-#   PROJECT_ID=my-project ./deploy.sh              cpu: 8 vCPU / 16 GiB, int8 weights
-#   PROFILE=gpu PROJECT_ID=my-project ./deploy.sh  gpu: 1 NVIDIA L4, bf16 weights
+#   PROJECT_ID=my-project ./deploy.sh               cpu: 8 vCPU / 16 GiB, int8 weights
+#   PROFILE=gpu PROJECT_ID=my-project ./deploy.sh   gpu: 1 NVIDIA L4, bf16 weights, transformers
+#   PROFILE=vllm PROJECT_ID=my-project ./deploy.sh  vllm: Healer beside vLLM's official container,
+#                                                   which holds the L4 and MedGemma (a sidecar)
+#   PROFILE=remote ENGINE_URL=https://host/v1 …     remote: Healer alone, answers from a given
+#                                                   OpenAI-compatible endpoint (vLLM, Vertex AI)
+#
+# vllm and remote serve the CPU image (build.sh's default) with ENGINE=vllm: Healer's process
+# loads no weights there, so 2 vCPU / 4 GiB are enough for it (docs/deploy.md, "vLLM as the engine").
 #
 # A redeploy loses nothing: environment variables and secrets are updated, never replaced, so
 # API_KEY, CORS_ORIGINS and anything set by hand survive; each profile sets or clears every flag
@@ -25,10 +32,17 @@ set -euo pipefail
 
 # shellcheck source=scripts/gcloud-preflight.sh
 source "$(dirname "$0")/scripts/gcloud-preflight.sh"
+PROFILE=${PROFILE:-cpu}
+# The vllm profile runs two containers: its own service, so no single-container deploy of the
+# default service is turned into one (or back) by accident.
+if [[ $PROFILE == vllm ]]; then SERVICE_NAME=${SERVICE_NAME:-healer-medgemma-vllm}; fi
 SERVICE_NAME=${SERVICE_NAME:-healer-medgemma-service}
 SERVICE_ACCOUNT=${SERVICE_ACCOUNT:-healer-run@$PROJECT_ID.iam.gserviceaccount.com}
 API_KEY_SECRET=${API_KEY_SECRET:-}
-PROFILE=${PROFILE:-cpu}
+ENGINE=transformers  # the vllm and remote profiles set vllm
+ENGINE_URL=${ENGINE_URL:-}
+ENGINE_API_KEY_SECRET=${ENGINE_API_KEY_SECRET:-}  # remote: a Secret Manager secret holding the endpoint's key
+SLIDE_RUNNER=cloud-run-job  # the vllm profile scores slides in the service, beside its GPU
 IMAGE_TAG=${IMAGE_TAG:-latest}
 MAX_INSTANCES=${MAX_INSTANCES:-3}
 ALLOW_UNAUTHENTICATED=${ALLOW_UNAUTHENTICATED:-false}
@@ -56,12 +70,37 @@ SLIDE_STORE="gs://$SLIDE_BUCKET/slides"
 # The bucket mounted read-only (Cloud Storage FUSE): OpenSlide reads a slide by ranges through it,
 # so neither the service nor a task copies a multi-GB slide into its in-memory filesystem.
 SLIDE_MOUNT=/mnt/slide-bucket
-slide_mount_flags=(--add-volume "name=slide-bucket,type=cloud-storage,bucket=$SLIDE_BUCKET,readonly=true"
-                   --add-volume-mount "volume=slide-bucket,mount-path=$SLIDE_MOUNT")
+slide_volume_flags=(--add-volume "name=slide-bucket,type=cloud-storage,bucket=$SLIDE_BUCKET,readonly=true")
+slide_mount_flags=(--add-volume-mount "volume=slide-bucket,mount-path=$SLIDE_MOUNT")
 SLIDE_CLOUD_RUN_JOB="projects/$PROJECT_ID/locations/$REGION/jobs/$SLIDE_JOB_NAME"
 # Settings the job's worker must share with the service (same model, same answers), passed to
 # both when set here: a slide scored by the job reads as if the service had scored it.
-SHARED_SETTINGS=(MODEL_DIR ADAPTER_DIR THRESHOLD MIN_ANSWER_MASS SLIDE_BATCH_SIZE SLIDE_THRESHOLD SLIDE_TOP_K)
+SHARED_SETTINGS=(MODEL_DIR ADAPTER_DIR THRESHOLD MIN_ANSWER_MASS SLIDE_BATCH_SIZE SLIDE_THRESHOLD SLIDE_TOP_K
+                 ENGINE_MODEL ENGINE_TOP_LOGPROBS)
+# The vllm profile's sidecar: vLLM's official image (pinned: the version CI tests ENGINE=vllm
+# against, on its CPU build), serving MODEL_ID from the Hub with the token build.sh uses
+# (HF_SECRET_NAME), or from a Cloud Storage copy (MODEL_BUCKET=bucket/path: no download per cold start).
+VLLM_IMAGE=${VLLM_IMAGE:-docker.io/vllm/vllm-openai:v0.32.0}
+VLLM_PORT=8000
+VLLM_MAX_MODEL_LEN=${VLLM_MAX_MODEL_LEN:-4096}  # the served prompt is ~360 tokens, an answer ≤ 48
+MODEL_ID=${MODEL_ID:-google/medgemma-4b-it}
+MODEL_REVISION=${MODEL_REVISION:-}
+MODEL_BUCKET=${MODEL_BUCKET:-}
+MODEL_BUCKET=${MODEL_BUCKET#gs://}
+MODEL_BUCKET=${MODEL_BUCKET%/}
+HF_SECRET_NAME=${HF_SECRET_NAME:-hf-token}
+MODEL_MOUNT=/mnt/model
+
+# gpu_redundancy_flag: Cloud Run's zonal redundancy for the L4, off unless asked for.
+gpu_redundancy_flag() {
+  # Zonal redundancy (standby capacity in other zones) needs its own GPU quota and costs
+  # more; without it a zone outage stops the service until capacity returns.
+  case ${GPU_ZONAL_REDUNDANCY:-false} in
+    true) echo --gpu-zonal-redundancy ;;
+    false) echo --no-gpu-zonal-redundancy ;;
+    *) die "GPU_ZONAL_REDUNDANCY must be true or false, not '$GPU_ZONAL_REDUNDANCY'" ;;
+  esac
+}
 
 case $PROFILE in
   cpu)
@@ -92,18 +131,48 @@ case $PROFILE in
     MIN_INSTANCES=${MIN_INSTANCES:-0}
     probe_delay=10 probe_failures=18
     CLOUD_RUN_TIMEOUT=${CLOUD_RUN_TIMEOUT:-120}
-    # Zonal redundancy (standby capacity in other zones) needs its own GPU quota and costs
-    # more; without it a zone outage stops the service until capacity returns.
-    case ${GPU_ZONAL_REDUNDANCY:-false} in
-      true) redundancy_flag=--gpu-zonal-redundancy ;;
-      false) redundancy_flag=--no-gpu-zonal-redundancy ;;
-      *) die "GPU_ZONAL_REDUNDANCY must be true or false, not '$GPU_ZONAL_REDUNDANCY'" ;;
-    esac
+    redundancy_flag=$(gpu_redundancy_flag)
     profile_flags=(--gpu 1 --gpu-type nvidia-l4 --no-cpu-throttling "$redundancy_flag")
     job_profile_flags=(--gpu 1 --gpu-type nvidia-l4 "$redundancy_flag")
     SLIDE_TASK_TIMEOUT=${SLIDE_TASK_TIMEOUT:-3600}
     ;;
-  *) die "PROFILE must be cpu or gpu, not '$PROFILE'" ;;
+  vllm)
+    IMAGE_NAME=${IMAGE_NAME:-healer-medgemma}
+    CPU=${CPU:-2}  # Healer's container; vLLM's gets the L4 and VLLM_CPU / VLLM_MEMORY
+    MEMORY=${MEMORY:-4Gi}
+    VLLM_CPU=${VLLM_CPU:-6}
+    VLLM_MEMORY=${VLLM_MEMORY:-24Gi}  # the weights are read through host memory as they load
+    QUANTIZATION=${QUANTIZATION:-none}
+    MIN_INSTANCES=${MIN_INSTANCES:-0}
+    # Healer starts once vLLM passes its own probe (--depends-on), then checks GET /models.
+    probe_delay=10 probe_failures=18
+    CLOUD_RUN_TIMEOUT=${CLOUD_RUN_TIMEOUT:-120}
+    redundancy_flag=$(gpu_redundancy_flag)
+    # The GPU goes on vLLM's container (one container per instance may hold it).
+    profile_flags=(--gpu-type nvidia-l4 --no-cpu-throttling "$redundancy_flag")
+    ENGINE=vllm ENGINE_URL=http://localhost:$VLLM_PORT/v1
+    # Sidecars reach each other on localhost only: a Cloud Run Job has no vLLM, so the service
+    # scores slides itself, over vLLM's continuous batching (no slide job is deployed).
+    SLIDE_RUNNER=local
+    SLIDE_TASK_TIMEOUT=${SLIDE_TASK_TIMEOUT:-3600}
+    ;;
+  remote)
+    [[ -n $ENGINE_URL ]] \
+      || die "PROFILE=remote needs ENGINE_URL=<the engine's OpenAI base URL, e.g. https://host/v1>"
+    [[ $ENGINE_URL =~ ^https?://[^[:space:]]+$ ]] || die "ENGINE_URL must be an http(s) URL, not '$ENGINE_URL'"
+    IMAGE_NAME=${IMAGE_NAME:-healer-medgemma}
+    CPU=${CPU:-2}
+    MEMORY=${MEMORY:-4Gi}
+    QUANTIZATION=${QUANTIZATION:-none}
+    MIN_INSTANCES=${MIN_INSTANCES:-1}  # a warm 2 vCPU instance is cheap; a cold one pulls the image
+    probe_delay=10 probe_failures=36  # start-up waits up to ENGINE_READY_TIMEOUT_S (300 s) for the engine
+    CLOUD_RUN_TIMEOUT=${CLOUD_RUN_TIMEOUT:-300}
+    profile_flags=(--gpu 0 --cpu-throttling)
+    job_profile_flags=(--gpu 0)
+    ENGINE=vllm
+    SLIDE_TASK_TIMEOUT=${SLIDE_TASK_TIMEOUT:-3600}
+    ;;
+  *) die "PROFILE must be cpu, gpu, vllm or remote, not '$PROFILE'" ;;
 esac
 case $ALLOW_UNAUTHENTICATED in
   true) access_flag=--allow-unauthenticated ;;
@@ -126,7 +195,13 @@ fi
 app_timeout=$((CLOUD_RUN_TIMEOUT - TIMEOUT_MARGIN_S))
 ((app_timeout > 0)) \
   || die "CLOUD_RUN_TIMEOUT ($CLOUD_RUN_TIMEOUT s) must exceed TIMEOUT_MARGIN_S ($TIMEOUT_MARGIN_S s)"
-if [[ $PROFILE == gpu ]] && ((MIN_INSTANCES > 0)); then
+if [[ -n $ENGINE_API_KEY_SECRET && $PROFILE != remote ]]; then
+  die "ENGINE_API_KEY_SECRET is for PROFILE=remote (an endpoint elsewhere); the vllm sidecar needs no key"
+fi
+if [[ $PROFILE == vllm && -n $MODEL_BUCKET && ! $MODEL_BUCKET =~ ^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[^[:space:],]+)?$ ]]; then
+  die "MODEL_BUCKET must be bucket/path of a copy of the model's files, not '$MODEL_BUCKET'"
+fi
+if [[ $PROFILE == gpu || $PROFILE == vllm ]] && ((MIN_INSTANCES > 0)); then
   echo "deploy.sh: note: MIN_INSTANCES=$MIN_INSTANCES keeps $MIN_INSTANCES L4 GPU instance(s)" \
     "(with $CPU vCPU, $MEMORY, CPU always allocated) billed around the clock, busy or idle;" \
     "MIN_INSTANCES=0 pays nothing while idle, at the price of cold starts of minutes." >&2
@@ -151,9 +226,11 @@ origins_json() {
 }
 [[ -z $PAGE_ORIGIN ]] || origins_json "$PAGE_ORIGIN" >/dev/null  # a bad origin stops the deploy early
 
-# shared_env: VAR=value,... for QUANTIZATION and each of SHARED_SETTINGS that is set here.
+# shared_env: VAR=value,... for QUANTIZATION, the engine and each of SHARED_SETTINGS that is set
+# here. ENGINE is always sent: a cpu deploy after a remote one goes back to transformers.
 shared_env() {
-  local name env="QUANTIZATION=$QUANTIZATION"
+  local name env="QUANTIZATION=$QUANTIZATION,ENGINE=$ENGINE"
+  [[ -z $ENGINE_URL ]] || env+=",ENGINE_URL=$ENGINE_URL"
   for name in "${SHARED_SETTINGS[@]}"; do
     [[ -z ${!name:-} ]] || env+=",$name=${!name}"
   done
@@ -176,6 +253,47 @@ grant_api_key_secret() {
     --member "serviceAccount:$SERVICE_ACCOUNT" --role roles/secretmanager.secretAccessor >/dev/null
   # --update-secrets, like --update-env-vars: other secrets mounted by hand stay.
   secret_flags=(--update-secrets "API_KEY=$API_KEY_SECRET:latest")
+}
+
+# grant_secret NAME ACCOUNT: ACCOUNT may read that one secret, which must exist.
+grant_secret() {
+  gcloud secrets describe "$1" --project "$PROJECT_ID" >/dev/null 2>&1 \
+    || die "secret $1 not found in $PROJECT_ID: create it with
+  printf %s \"\$VALUE\" | gcloud secrets create $1 --data-file=- --project $PROJECT_ID"
+  gcloud secrets add-iam-policy-binding "$1" --project "$PROJECT_ID" \
+    --member "serviceAccount:$2" --role roles/secretmanager.secretAccessor >/dev/null
+}
+
+# grant_engine_key: remote only; the service and the slide job send ENGINE_API_KEY to the endpoint.
+engine_secret_flags=()
+grant_engine_key() {
+  [[ -n $ENGINE_API_KEY_SECRET ]] || return 0
+  grant_secret "$ENGINE_API_KEY_SECRET" "$SERVICE_ACCOUNT"
+  grant_secret "$ENGINE_API_KEY_SECRET" "$SLIDE_JOB_ACCOUNT"
+  engine_secret_flags=(--update-secrets "ENGINE_API_KEY=$ENGINE_API_KEY_SECRET:latest")
+}
+
+# vllm_container_flags: the sidecar, after `--container vllm`. It holds the GPU, serves on
+# localhost:VLLM_PORT with top-k logprobs as deep as Healer reads them, and reads the weights
+# from MODEL_BUCKET (mounted read-only; the service may view its objects) or from the Hub with
+# the HF token secret (the service may read it).
+vllm_container_flags() {
+  local model source_flags
+  if [[ -n $MODEL_BUCKET ]]; then
+    model=$MODEL_MOUNT${MODEL_BUCKET#"${MODEL_BUCKET%%/*}"}
+    gcloud storage buckets add-iam-policy-binding "gs://${MODEL_BUCKET%%/*}" --project "$PROJECT_ID" \
+      --member "serviceAccount:$SERVICE_ACCOUNT" --role roles/storage.objectViewer >/dev/null
+    source_flags=(--add-volume-mount "volume=model,mount-path=$MODEL_MOUNT")
+    vllm_volume_flags=(--add-volume "name=model,type=cloud-storage,bucket=${MODEL_BUCKET%%/*},readonly=true")
+  else
+    model=$MODEL_ID${MODEL_REVISION:+,--revision=$MODEL_REVISION}
+    grant_secret "$HF_SECRET_NAME" "$SERVICE_ACCOUNT"
+    source_flags=(--update-secrets "HF_TOKEN=$HF_SECRET_NAME:latest")
+  fi
+  vllm_flags=(--image "$VLLM_IMAGE" --cpu "$VLLM_CPU" --memory "$VLLM_MEMORY" --gpu 1 --command vllm
+    "--args=serve,$model,--served-model-name=$MODEL_ID,--port=$VLLM_PORT,--max-model-len=$VLLM_MAX_MODEL_LEN,--max-logprobs=${ENGINE_TOP_LOGPROBS:-20},--gpu-memory-utilization=0.90"
+    --startup-probe "httpGet.path=/health,httpGet.port=$VLLM_PORT,initialDelaySeconds=30,periodSeconds=10,timeoutSeconds=5,failureThreshold=90"
+    "${source_flags[@]}")
 }
 
 # ensure_slide_bucket: an existing bucket is used as it is; a new one is private, in REGION,
@@ -232,7 +350,8 @@ deploy_slide_job() {
     --max-retries "$SLIDE_MAX_RETRIES" \
     --task-timeout "${SLIDE_TASK_TIMEOUT}s" \
     --update-env-vars "$(shared_env),SLIDE_STORE=$SLIDE_STORE,SLIDE_STORE_MOUNT=$SLIDE_MOUNT" \
-    "${slide_mount_flags[@]}" \
+    ${engine_secret_flags[@]+"${engine_secret_flags[@]}"} \
+    "${slide_volume_flags[@]}" "${slide_mount_flags[@]}" \
     "${job_profile_flags[@]}" >/dev/null
 }
 
@@ -248,26 +367,36 @@ grant_job_execution() {
 }
 
 deploy_service() {
+  local healer_flags containers vllm_flags=() vllm_volume_flags=() job_env=
+  [[ $SLIDE_RUNNER != cloud-run-job ]] || job_env=",SLIDE_CLOUD_RUN_JOB=$SLIDE_CLOUD_RUN_JOB"
+  healer_flags=(--image "$IMAGE" --port 8080 --cpu "$CPU" --memory "$MEMORY"
+    --startup-probe "httpGet.path=/,httpGet.port=8080,initialDelaySeconds=$probe_delay,periodSeconds=10,timeoutSeconds=5,failureThreshold=$probe_failures"
+    --update-env-vars "$(shared_env),MAX_QUEUE=$MAX_QUEUE,MAX_BATCH_SIZE=$MAX_BATCH_SIZE,REQUEST_TIMEOUT_S=$app_timeout,SLIDE_STORE=$SLIDE_STORE,SLIDE_STORE_MOUNT=$SLIDE_MOUNT,SLIDE_RUNNER=$SLIDE_RUNNER$job_env"
+    "${slide_mount_flags[@]}"
+    ${secret_flags[@]+"${secret_flags[@]}"}
+    ${engine_secret_flags[@]+"${engine_secret_flags[@]}"})
+  if [[ $PROFILE == vllm ]]; then
+    vllm_container_flags
+    # Per-container flags follow each --container; Healer (the one with a port) takes the requests.
+    containers=(--container healer "${healer_flags[@]}" --depends-on vllm --container vllm "${vllm_flags[@]}")
+  else
+    containers=("${healer_flags[@]}")
+  fi
   echo "Deploying $SERVICE_NAME ($PROFILE) from $IMAGE as $SERVICE_ACCOUNT"
   gcloud run deploy "$SERVICE_NAME" \
     --project "$PROJECT_ID" \
     --region "$REGION" \
-    --image "$IMAGE" \
     --service-account "$SERVICE_ACCOUNT" \
-    --port 8080 \
-    --cpu "$CPU" \
-    --memory "$MEMORY" \
     --concurrency "$CONCURRENCY" \
     --min-instances "$MIN_INSTANCES" \
     --max-instances "$MAX_INSTANCES" \
     --timeout "$CLOUD_RUN_TIMEOUT" \
     --cpu-boost \
-    --startup-probe "httpGet.path=/,httpGet.port=8080,initialDelaySeconds=$probe_delay,periodSeconds=10,timeoutSeconds=5,failureThreshold=$probe_failures" \
-    --update-env-vars "$(shared_env),MAX_QUEUE=$MAX_QUEUE,MAX_BATCH_SIZE=$MAX_BATCH_SIZE,REQUEST_TIMEOUT_S=$app_timeout,SLIDE_STORE=$SLIDE_STORE,SLIDE_STORE_MOUNT=$SLIDE_MOUNT,SLIDE_RUNNER=cloud-run-job,SLIDE_CLOUD_RUN_JOB=$SLIDE_CLOUD_RUN_JOB" \
-    "${slide_mount_flags[@]}" \
-    ${secret_flags[@]+"${secret_flags[@]}"} \
+    "${slide_volume_flags[@]}" \
+    ${vllm_volume_flags[@]+"${vllm_volume_flags[@]}"} \
     "${profile_flags[@]}" \
-    "$access_flag"
+    "$access_flag" \
+    "${containers[@]}"
 }
 
 service_url() {
@@ -279,12 +408,15 @@ check_image
 ensure_service_account "$SERVICE_ACCOUNT" "Healer service (its key secret, the slide bucket's objects, its slide job)"
 ensure_service_account "$SLIDE_JOB_ACCOUNT" "Healer slide job (the slide bucket's objects, nothing else)"
 grant_api_key_secret
+grant_engine_key
 ensure_slide_bucket
 set_slide_lifecycle
 grant_bucket_objects "$SERVICE_ACCOUNT"
-grant_bucket_objects "$SLIDE_JOB_ACCOUNT"
-deploy_slide_job
-grant_job_execution
+if [[ $SLIDE_RUNNER == cloud-run-job ]]; then
+  grant_bucket_objects "$SLIDE_JOB_ACCOUNT"
+  deploy_slide_job
+  grant_job_execution
+fi
 deploy_service
 url=$(service_url)
 set_slide_cors "${PAGE_ORIGIN:-$url}"

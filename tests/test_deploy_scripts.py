@@ -37,6 +37,7 @@ def deploy(name, flags):
     path = os.environ["FAKE_SERVICES"]
     services = json.load(open(path)) if os.path.exists(path) else {{}}
     service = services.setdefault(name, {{"env": {{}}, "secrets": {{}}, "flags": {{}}}})
+    target = service  # flags after `--container NAME` are that container's
     i = 0
     while i < len(flags):
         flag, value = flags[i], None
@@ -45,17 +46,23 @@ def deploy(name, flags):
         elif i + 1 < len(flags) and not flags[i + 1].startswith("--"):
             value, i = flags[i + 1], i + 1
         i += 1
-        if flag in ("--set-env-vars", "--set-secrets", "--update-env-vars", "--update-secrets"):
+        if flag == "--container":
+            containers = service.setdefault("containers", {{}})
+            target = containers.setdefault(value, {{"env": {{}}, "secrets": {{}}, "flags": {{}}}})
+        elif flag in ("--set-env-vars", "--set-secrets", "--update-env-vars", "--update-secrets"):
             pairs = dict(item.split("=", 1) for item in value.split(","))
             kind = "env" if "env" in flag else "secrets"
             if flag.startswith("--set-"):
-                service[kind] = pairs
+                target[kind] = pairs
             else:
-                service[kind].update(pairs)
+                target[kind].update(pairs)
         elif flag.startswith("--no-"):
-            service["flags"][flag[5:]] = False
+            target["flags"][flag[5:]] = False
+        elif flag == "--add-volume":  # repeatable: kept by name
+            volume = dict(item.split("=", 1) for item in value.split(","))
+            target.setdefault("volumes", {{}})[volume.pop("name")] = volume
         else:
-            service["flags"][flag[2:]] = True if value is None else value
+            target["flags"][flag[2:]] = True if value is None else value
     json.dump(services, open(path, "w"))
 
 for arg in args:  # the script deletes these files when it ends: keep what gcloud would have read
@@ -411,7 +418,7 @@ def test_deploy_min_instances_and_queue_are_configurable(gcloud):
 
 
 @pytest.mark.parametrize("env, message", [
-    ({"PROFILE": "tpu"}, "PROFILE must be cpu or gpu, not 'tpu'"),
+    ({"PROFILE": "tpu"}, "PROFILE must be cpu, gpu, vllm or remote, not 'tpu'"),
     ({"ALLOW_UNAUTHENTICATED": "yes"}, "ALLOW_UNAUTHENTICATED must be true or false"),
     ({"MIN_INSTANCES": "one"}, "MIN_INSTANCES must be a whole number"),
     ({"FAKE_MISSING": "image"}, "not found: build it first with PROFILE=cpu ./build.sh"),
@@ -587,3 +594,94 @@ def test_the_scripts_keep_the_original_names_and_defaults():
     build = (ROOT / "build.sh").read_text()
     assert "MODEL_ID=${MODEL_ID:-google/medgemma-4b-it}" in build and "MODEL_DIR=${MODEL_DIR:-" in build
     assert os.access(ROOT / "build.sh", os.X_OK) and os.access(ROOT / "deploy.sh", os.X_OK)
+
+
+# --- ENGINE=vllm: vLLM's container beside Healer, or an endpoint elsewhere ----------------------
+
+def test_the_vllm_profile_runs_healer_beside_vllms_official_container_which_holds_the_gpu(gcloud):
+    result, calls = gcloud("deploy.sh", PROJECT_ID="p", PROFILE="vllm")
+    assert result.returncode == 0, result.stderr
+    deploy = command(calls, "run", "deploy")
+    assert deploy[2] == "healer-medgemma-vllm"  # its own service: two containers, not the default's one
+    service = gcloud.service("healer-medgemma-vllm")
+    assert service["flags"]["gpu-type"] == "nvidia-l4" and service["flags"]["cpu-throttling"] is False
+    assert service["flags"]["gpu-zonal-redundancy"] is False and service["flags"]["min-instances"] == "0"
+    healer, vllm = service["containers"]["healer"], service["containers"]["vllm"]
+    # Healer takes the requests (the only port), starts after vLLM is ready, and asks it on localhost.
+    assert healer["flags"]["port"] == "8080" and "port" not in vllm["flags"]
+    assert healer["flags"]["depends-on"] == "vllm"
+    assert healer["flags"]["image"].endswith("/healer-medgemma:latest")  # the CPU image: no weights loaded
+    assert (healer["flags"]["cpu"], healer["flags"]["memory"]) == ("2", "4Gi")
+    assert healer["env"]["ENGINE"] == "vllm" and healer["env"]["ENGINE_URL"] == "http://localhost:8000/v1"
+    assert "gpu" not in healer["flags"] and vllm["flags"]["gpu"] == "1"  # one container may hold the L4
+    assert vllm["flags"]["image"] == "docker.io/vllm/vllm-openai:v0.32.0"  # pinned: the version CI tests
+    assert vllm["flags"]["command"] == "vllm"
+    args = vllm["flags"]["args"].split(",")
+    assert args[:2] == ["serve", "google/medgemma-4b-it"]
+    assert "--port=8000" in args and "--max-logprobs=20" in args  # as deep as Healer reads (ENGINE_TOP_LOGPROBS)
+    probe = dict(item.split("=") for item in vllm["flags"]["startup-probe"].split(","))
+    assert (probe["httpGet.path"], probe["httpGet.port"]) == ("/health", "8000")
+    # Weights from the Hub with build.sh's token, which the service alone may read.
+    assert vllm["secrets"] == {"HF_TOKEN": "hf-token:latest"}
+    [grant] = [c for c in calls if c[:3] == ["secrets", "add-iam-policy-binding", "hf-token"]]
+    assert flag(grant, "--member") == "serviceAccount:healer-run@p.iam.gserviceaccount.com"
+    # No Cloud Run Job can reach a sidecar: the service scores slides itself, over vLLM's batching.
+    assert healer["env"]["SLIDE_RUNNER"] == "local" and "SLIDE_CLOUD_RUN_JOB" not in healer["env"]
+    assert not calls_to(calls, "run", "jobs", "deploy")
+    assert healer["flags"]["add-volume-mount"] == "volume=slide-bucket,mount-path=/mnt/slide-bucket"
+
+
+def test_the_vllm_profile_reads_the_weights_from_a_bucket_copy_when_given_one(gcloud):
+    result, calls = gcloud("deploy.sh", PROJECT_ID="p", PROFILE="vllm", MODEL_BUCKET="gs://lab-models/medgemma-4b-it/")
+    assert result.returncode == 0, result.stderr
+    service = gcloud.service("healer-medgemma-vllm")
+    vllm = service["containers"]["vllm"]
+    assert service["volumes"]["model"] == {"type": "cloud-storage", "bucket": "lab-models", "readonly": "true"}
+    assert vllm["flags"]["add-volume-mount"] == "volume=model,mount-path=/mnt/model"
+    assert vllm["flags"]["args"].split(",")[:2] == ["serve", "/mnt/model/medgemma-4b-it"]
+    assert "--served-model-name=google/medgemma-4b-it" in vllm["flags"]["args"]
+    assert vllm["secrets"] == {}  # no token needed
+    [grant] = calls_to(calls, "storage", "buckets", "add-iam-policy-binding", "gs://lab-models")
+    assert flag(grant, "--role") == "roles/storage.objectViewer"  # read, never write, the weights
+
+
+def test_the_vllm_profile_pins_the_models_revision_when_given_one(gcloud):
+    result, _ = gcloud("deploy.sh", PROJECT_ID="p", PROFILE="vllm", MODEL_REVISION="a1b2c3")
+    assert result.returncode == 0, result.stderr
+    args = gcloud.service("healer-medgemma-vllm")["containers"]["vllm"]["flags"]["args"].split(",")
+    assert args[:3] == ["serve", "google/medgemma-4b-it", "--revision=a1b2c3"]
+
+
+def test_the_remote_profile_answers_from_a_given_endpoint_with_its_key_from_secret_manager(gcloud):
+    result, calls = gcloud("deploy.sh", PROJECT_ID="p", PROFILE="remote", ENGINE_URL="https://medgemma.example/v1",
+                           ENGINE_API_KEY_SECRET="engine-key")
+    assert result.returncode == 0, result.stderr
+    service, job = gcloud.service(), gcloud.job()
+    assert "containers" not in service and service["flags"]["gpu"] == "0"
+    assert (service["flags"]["cpu"], service["flags"]["memory"]) == ("2", "4Gi")
+    for target in (service, job):  # the slide job reaches the same endpoint with the same key
+        assert target["env"]["ENGINE"] == "vllm" and target["env"]["ENGINE_URL"] == "https://medgemma.example/v1"
+        assert target["secrets"]["ENGINE_API_KEY"] == "engine-key:latest"
+    grants = {flag(c, "--member") for c in calls if c[:3] == ["secrets", "add-iam-policy-binding", "engine-key"]}
+    assert grants == {"serviceAccount:healer-run@p.iam.gserviceaccount.com",
+                      "serviceAccount:healer-slides@p.iam.gserviceaccount.com"}
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"PROFILE": "remote"}, "PROFILE=remote needs ENGINE_URL="),
+    ({"PROFILE": "remote", "ENGINE_URL": "medgemma.example"}, "ENGINE_URL must be an http(s) URL"),
+    ({"PROFILE": "cpu", "ENGINE_API_KEY_SECRET": "k"}, "ENGINE_API_KEY_SECRET is for PROFILE=remote"),
+    ({"PROFILE": "vllm", "MODEL_BUCKET": "Bad Bucket"}, "MODEL_BUCKET must be bucket/path"),
+])
+def test_engine_settings_are_checked_before_anything_is_deployed(gcloud, env, message):
+    result, calls = gcloud("deploy.sh", PROJECT_ID="p", **env)
+    assert result.returncode == 1 and message in result.stderr
+    assert not calls_to(calls, "run", "deploy")
+
+
+def test_a_cpu_deploy_after_a_remote_one_computes_in_the_service_again(gcloud):
+    assert gcloud("deploy.sh", PROJECT_ID="p", PROFILE="remote", ENGINE_URL="https://e.example/v1")[0].returncode == 0
+    result, _ = gcloud("deploy.sh", PROJECT_ID="p", PROFILE="cpu")
+    assert result.returncode == 0, result.stderr
+    assert gcloud.service()["env"]["ENGINE"] == "transformers"
+    assert gcloud.job()["env"]["ENGINE"] == "transformers"
