@@ -24,6 +24,7 @@ from healer.slides.schemas import (
     SlideInfo, SlideJob, SlideSummary, SlideTile, SlideTiles, SlideUpload, SlideUploadRequest, StartSlide,
 )
 from healer.slides.scoring import local_copy
+from healer.screening.schemas import TriageBands
 from healer.slides.state import FINISHED, HEATMAP, OVERLAY, TILES
 
 router = APIRouter(prefix="/slides", tags=["slides"], dependencies=[ApiKey])
@@ -181,6 +182,7 @@ async def slide_tiles(job_id: JobId, jobs: Jobs) -> SlideTiles:
     job, data = await jobs.result(job_id, TILES)
     return SlideTiles(
         id=job.id, width=job.info["width"], height=job.info["height"], threshold=job.threshold,
+        triage=TriageBands(rule_out=job.triage[0], rule_in=job.triage[1]) if job.triage else None,
         tiles=[SlideTile(**tile) for tile in json.loads(data)], disclaimer=DISCLAIMER,
     )
 

@@ -5,6 +5,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from healer.screening.triage import Band
+
 
 class AdapterCard(BaseModel):
     name: str = Field(description="The adapter folder's name (ADAPTER_DIR)", examples=["lab-crc-2025"])
@@ -55,6 +57,23 @@ class ModelCard(BaseModel):
         return cls(**fields)
 
 
+class TriageBands(BaseModel):
+    """The triage thresholds in force (TRIAGE_RULE_OUT, TRIAGE_RULE_IN or TRIAGE_FILE)."""
+
+    rule_out: float = Field(description="P(yes) below this: rule-out (negative, low priority)")
+    rule_in: float = Field(description="P(yes) above this: rule-in (suspicious, review first); between, "
+                           "both included: refer")
+
+    @classmethod
+    def of(cls, triage) -> "TriageBands | None":
+        return None if triage is None else cls(rule_out=triage.rule_out, rule_in=triage.rule_in)
+
+
+BAND_DESCRIPTION = ("rule-out: P(yes) below TRIAGE_RULE_OUT (negative, low priority); rule-in: above "
+                    "TRIAGE_RULE_IN (suspicious, review first); refer: between or at them, or not answered. "
+                    "null when the service has no triage thresholds")
+
+
 class SlideService(BaseModel):
     upload: Literal["bucket", "form"] = Field(
         description="bucket: send slides straight to Cloud Storage (POST /slides/uploads, then POST "
@@ -67,6 +86,7 @@ class Health(BaseModel):
     status: Literal["ok"]
     model: ModelCard
     slides: SlideService
+    triage: TriageBands | None = Field(None, description="The triage thresholds; null: not configured")
     disclaimer: str
 
 
@@ -93,6 +113,7 @@ class Prediction(BaseModel):
     prediction: str = Field(description="The model's text as one string, as the first API returned it")
     question: str
     threshold: float = Field(description="P(yes) a yes needs (THRESHOLD); a no needs P(yes) at most this")
+    triage: Band | None = Field(None, description=BAND_DESCRIPTION)
     model: ModelCard
     timings_ms: dict[str, float]
     cached: bool = Field(False, description="Answered from memory: same image bytes, question and mode")

@@ -20,7 +20,7 @@ from healer.screening.cache import LRUCache, cache_key
 from healer.model.engine import Engine, Query
 from healer.screening.images import decode_image
 from healer.text.prompts import DISCLAIMER
-from healer.screening.schemas import Health, ModelCard, Prediction, SlideService
+from healer.screening.schemas import Health, ModelCard, Prediction, SlideService, TriageBands
 from healer.settings import Settings
 
 
@@ -33,6 +33,7 @@ class ScreeningService:
         self.model_card = ModelCard.of(engine.info)
         adapter = engine.info.adapter
         self.threshold = settings.threshold_for(adapter.threshold if adapter else None)
+        self.triage = settings.triage
         metrics.show_adapter(self.model_card.adapter)
         metrics.show_compute(engine.info.compute)
         self.batcher = Batcher(
@@ -46,7 +47,8 @@ class ScreeningService:
     def health(self) -> Health:
         bucket = (self.settings.slide_store or "").startswith("gs://")
         slides = SlideService(upload="bucket" if bucket else "form", max_slide_mb=self.settings.max_slide_mb)
-        return Health(status="ok", model=self.model_card, slides=slides, disclaimer=DISCLAIMER)
+        return Health(status="ok", model=self.model_card, slides=slides, triage=TriageBands.of(self.triage),
+                      disclaimer=DISCLAIMER)
 
     async def predict(self, data: bytes, question: str, explain: bool = True) -> Prediction:
         started = time.perf_counter()
@@ -75,6 +77,8 @@ class ScreeningService:
             prediction=verdict.prediction,
             question=question,
             threshold=self.threshold,
+            triage=self.triage and self.triage.band(
+                verdict.probability, generation.answer_mass >= self.settings.min_answer_mass),
             model=self.model_card,
             timings_ms={
                 "decode_image": round((decoded - started) * 1000, 1),

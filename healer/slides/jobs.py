@@ -159,6 +159,7 @@ class SlideJobs:
             tiles=[[t.x, t.y, t.size, t.tissue] for t in plan.tiles], slide=slide, owned_slide=owned,
             runner=s.slide_runner, task_count=self.runner.task_count(len(plan.tiles)), batch_size=s.slide_batch_size,
             demo=self.model.demo, threshold=s.slide_threshold, top_k=s.slide_top_k, min_answer_mass=s.min_answer_mass,
+            triage=[s.triage.rule_out, s.triage.rule_in] if s.triage else None,
             heartbeat=time.time() if self.runner.queued else None,
         )
         await asyncio.to_thread(self.store.write, key(job_id, THUMBNAIL), heatmap.png(plan.thumbnail))

@@ -15,7 +15,8 @@ from healer.slides.state import (
     FINISHED, HEATMAP, OVERLAY, STATE, THUMBNAIL, TILES, JobState, Shard, key, shard_name,
 )
 from healer.slides.store import Store
-from healer.slides.summary import answered, summarise
+from healer.screening.triage import Triage
+from healer.slides.summary import answered, summarise, tile_bands
 from healer.slides.tiling import Tile
 
 DEMO_NOTE = "Demo model (random weights): these colours are meaningless."
@@ -61,18 +62,21 @@ def finish(store: Store, job_id: str) -> JobState | None:
     if scored is None:
         return None
     tiles = [Tile(*tile) for tile in job.tiles]
+    triage = Triage(*job.triage) if job.triage else None
+    found = tile_bands(scored.probabilities, scored.answer_masses, triage, job.min_answer_mass)
     store.write_json(key(job_id, TILES), [
-        {"x": t.x, "y": t.y, "size": t.size, "tissue": t.tissue, "probability": p, "answer_mass": m}
-        for t, p, m in zip(tiles, scored.probabilities, scored.answer_masses, strict=True)
+        {"x": t.x, "y": t.y, "size": t.size, "tissue": t.tissue, "probability": p, "answer_mass": m, "triage": b}
+        for t, p, m, b in zip(tiles, scored.probabilities, scored.answer_masses, found, strict=True)
     ])
     thumbnail = Image.open(io.BytesIO(store.read(key(job_id, THUMBNAIL)))).convert("RGB")
     shown = [answered(m, job.min_answer_mass) for m in scored.answer_masses]
     tinted = heatmap.overlay(thumbnail, (job.info["width"], job.info["height"]), tiles, scored.probabilities,
-                             job.threshold, shown)
+                             job.threshold, shown, found if triage else None)
     store.write(key(job_id, OVERLAY), heatmap.png(tinted))
-    legend = heatmap.with_legend(tinted, job.threshold, DEMO_NOTE if job.demo else NOTE)
+    legend = heatmap.with_legend(tinted, job.threshold, DEMO_NOTE if job.demo else NOTE, triage)
     store.write(key(job_id, HEATMAP), heatmap.png(legend))
-    summary = summarise(scored.probabilities, scored.answer_masses, job.threshold, job.top_k, job.min_answer_mass)
+    summary = summarise(scored.probabilities, scored.answer_masses, job.threshold, job.top_k, job.min_answer_mass,
+                        triage)
 
     def done(now: dict | None) -> dict | None:
         if now is None or now["status"] in FINISHED:

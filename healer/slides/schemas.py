@@ -4,7 +4,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from healer.screening.schemas import ModelCard
+from healer.screening.schemas import BAND_DESCRIPTION, ModelCard, TriageBands
+from healer.screening.triage import Band
 
 
 class SlideInfo(BaseModel):
@@ -39,6 +40,11 @@ class SlideSummary(BaseModel):
     threshold: float = Field(description="P(yes) at or above which a tile counts as positive (SLIDE_THRESHOLD)")
     tiles_above_threshold: int
     area_fraction_above: float | None = Field(description="Positive tiles / answered tiles (tissue area)")
+    triage: Band | None = Field(None, description="The slide's band: its most urgent tile's (rule-in before refer "
+                                "before rule-out); refer when no tissue was found. " + BAND_DESCRIPTION)
+    tiles_per_band: dict[Band, int] | None = Field(None, description="How many tiles fell in each band; null "
+                                                   "without triage thresholds")
+    triage_thresholds: TriageBands | None = Field(None, description="The thresholds the bands were drawn with")
 
 
 class SlideJob(BaseModel):
@@ -66,6 +72,7 @@ class SlideTile(BaseModel):
         ge=0, le=1, description="P(yes) + P(no) where the model answered: how much it wanted to answer "
         "at all; below MIN_ANSWER_MASS this tile's probability is not an answer"
     )
+    triage: Band | None = Field(None, description=BAND_DESCRIPTION)
 
 
 class SlideTiles(BaseModel):
@@ -73,6 +80,7 @@ class SlideTiles(BaseModel):
     width: int = Field(description="Slide level-0 width in pixels")
     height: int = Field(description="Slide level-0 height in pixels")
     threshold: float
+    triage: TriageBands | None = Field(None, description="The triage thresholds; null: not configured")
     tiles: list[SlideTile]
     disclaimer: str
 

@@ -45,6 +45,7 @@ class JobState:
     threshold: float  # the results' rules, fixed when the job was accepted
     top_k: int
     min_answer_mass: float
+    triage: list[float] | None = None  # [rule out, rule in]; None: no triage bands
     status: str = "queued"
     created: float = field(default_factory=time.time)
     started: float | None = None
