@@ -270,6 +270,8 @@ export interface components {
             status: "ok";
             model: components["schemas"]["ModelCard"];
             slides: components["schemas"]["SlideService"];
+            /** @description The triage thresholds; null: not configured */
+            triage?: components["schemas"]["TriageBands"] | null;
             /** Disclaimer */
             disclaimer: string;
         };
@@ -360,6 +362,11 @@ export interface components {
              * @description P(yes) a yes needs (THRESHOLD); a no needs P(yes) at most this
              */
             threshold: number;
+            /**
+             * Triage
+             * @description rule-out: P(yes) below TRIAGE_RULE_OUT (negative, low priority); rule-in: above TRIAGE_RULE_IN (suspicious, review first); refer: between or at them, or not answered. null when the service has no triage thresholds
+             */
+            triage?: ("rule-out" | "refer" | "rule-in") | null;
             model: components["schemas"]["ModelCard"];
             /** Timings Ms */
             timings_ms: {
@@ -535,6 +542,20 @@ export interface components {
              * @description Positive tiles / answered tiles (tissue area)
              */
             area_fraction_above: number | null;
+            /**
+             * Triage
+             * @description The slide's band: its most urgent tile's (rule-in before refer before rule-out); refer when no tissue was found. rule-out: P(yes) below TRIAGE_RULE_OUT (negative, low priority); rule-in: above TRIAGE_RULE_IN (suspicious, review first); refer: between or at them, or not answered. null when the service has no triage thresholds
+             */
+            triage?: ("rule-out" | "refer" | "rule-in") | null;
+            /**
+             * Tiles Per Band
+             * @description How many tiles fell in each band; null without triage thresholds
+             */
+            tiles_per_band?: {
+                [key: string]: number;
+            } | null;
+            /** @description The thresholds the bands were drawn with */
+            triage_thresholds?: components["schemas"]["TriageBands"] | null;
         };
         /** SlideTile */
         SlideTile: {
@@ -568,6 +589,11 @@ export interface components {
              * @description P(yes) + P(no) where the model answered: how much it wanted to answer at all; below MIN_ANSWER_MASS this tile's probability is not an answer
              */
             answer_mass: number;
+            /**
+             * Triage
+             * @description rule-out: P(yes) below TRIAGE_RULE_OUT (negative, low priority); rule-in: above TRIAGE_RULE_IN (suspicious, review first); refer: between or at them, or not answered. null when the service has no triage thresholds
+             */
+            triage?: ("rule-out" | "refer" | "rule-in") | null;
         };
         /** SlideTiles */
         SlideTiles: {
@@ -585,6 +611,8 @@ export interface components {
             height: number;
             /** Threshold */
             threshold: number;
+            /** @description The triage thresholds; null: not configured */
+            triage?: components["schemas"]["TriageBands"] | null;
             /** Tiles */
             tiles: components["schemas"]["SlideTile"][];
             /** Disclaimer */
@@ -620,6 +648,22 @@ export interface components {
              * @description Bytes the client will send
              */
             size: number;
+        };
+        /**
+         * TriageBands
+         * @description The triage thresholds in force (TRIAGE_RULE_OUT, TRIAGE_RULE_IN or TRIAGE_FILE).
+         */
+        TriageBands: {
+            /**
+             * Rule Out
+             * @description P(yes) below this: rule-out (negative, low priority)
+             */
+            rule_out: number;
+            /**
+             * Rule In
+             * @description P(yes) above this: rule-in (suspicious, review first); between, both included: refer
+             */
+            rule_in: number;
         };
     };
     responses: never;

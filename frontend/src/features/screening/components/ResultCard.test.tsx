@@ -9,6 +9,17 @@ function explanationOf(explainAsked: boolean, explanation: string) {
 }
 
 describe("ResultCard", () => {
+  it("shows the triage band the service put the tile in", () => {
+    render(<ResultCard prediction={prediction({ triage: "rule-in" })} fileName="t.png" explainAsked />);
+    const result = screen.getByRole("region", { name: /answer/i });
+    expect(within(result).getByLabelText("Triage")).toHaveTextContent("Triage: RULE-IN suspicious: review first");
+  });
+
+  it("shows no triage line when the service has no triage thresholds", () => {
+    render(<ResultCard prediction={prediction({ triage: null })} fileName="t.png" explainAsked />);
+    expect(screen.queryByLabelText("Triage")).not.toBeInTheDocument();
+  });
+
   it("says no explanation was asked for when explain was off", () => {
     const result = explanationOf(false, "");
     expect(within(result).getByText("No explanation was asked for.")).toBeVisible();

@@ -1,5 +1,6 @@
 import { forwardRef } from "react";
 import type { Prediction } from "../../../api/client";
+import { TriageBand } from "../../../components/TriageBand";
 import { formatMs } from "../../../lib/format";
 
 const ANSWER_WORD = { yes: "YES", no: "NO", uncertain: "UNCERTAIN" } as const;
@@ -77,6 +78,11 @@ export const ResultCard = forwardRef<HTMLElement, Props>(function ResultCard({ p
         <AnswerBadge answer={answer} />
         <span className="result-hint">{ANSWER_HINT[answer]}</span>
       </h2>
+      {prediction.triage && (
+        <p className="triage-line" aria-label="Triage">
+          Triage: <TriageBand band={prediction.triage} />
+        </p>
+      )}
       <ProbabilityBar probability={prediction.probability} />
       <AnswerMass mass={prediction.answer_mass} minimum={prediction.min_answer_mass} answer={answer} />
       <h3 className="subhead">Explanation</h3>

@@ -178,6 +178,41 @@ describe("SlidePage", () => {
     expect(await screen.findByRole("note", { name: "No tissue" })).toHaveTextContent("No tissue found on this slide");
   });
 
+  it("shows the slide's triage band, how many tiles fell in each, and each tile's band", async () => {
+    const Xhr = fakeXhr();
+    const banded = doneJob();
+    banded.summary = {
+      ...banded.summary!, triage: "rule-in", tiles_per_band: { "rule-out": 1, refer: 1, "rule-in": 1 },
+      triage_thresholds: { rule_out: 0.3, rule_in: 0.8 },
+    };
+    const bandedTiles = tiles();
+    bandedTiles.triage = { rule_out: 0.3, rule_in: 0.8 };
+    bandedTiles.tiles = bandedTiles.tiles.map((tile, i) => ({ ...tile, triage: (["rule-in", "refer", "rule-out"] as const)[i] }));
+    slideService([], { "GET /slides/job1/tiles": () => json(200, bandedTiles) });
+    const user = userEvent.setup();
+    render(<SlidePage pollMs={5} />);
+    await pickAndSubmit(user);
+    act(() => Xhr.sent[0]!.respond(202, banded));
+    const triage = await screen.findByLabelText("Slide triage");
+    expect(triage).toHaveTextContent("Triage: RULE-IN suspicious: review first (its most urgent tile) · 1 rule-in · 1 refer · 1 rule-out tiles");
+    expect(screen.getByLabelText("Colour scale")).toHaveTextContent("red outline: rule-in (P(yes) > 0.8)");
+    const image = screen.getByRole("img", { name: /heatmap of p\(yes\) per tile/i });
+    image.getBoundingClientRect = () => ({ left: 0, top: 0, width: 400, height: 200, right: 400, bottom: 200, x: 0, y: 0, toJSON: () => ({}) });
+    fireEvent.mouseMove(image, { clientX: 10, clientY: 10 });
+    expect(screen.getByRole("status", { name: "Tile" })).toHaveTextContent("P(yes) 0.91, triage rule-in (suspicious: review first)");
+  });
+
+  it("shows no triage when the service has no triage thresholds", async () => {
+    const Xhr = fakeXhr();
+    slideService([]);
+    const user = userEvent.setup();
+    render(<SlidePage pollMs={5} />);
+    await pickAndSubmit(user);
+    act(() => Xhr.sent[0]!.respond(202, doneJob()));
+    await screen.findByLabelText("Slide summary");
+    expect(screen.queryByLabelText("Slide triage")).not.toBeInTheDocument();
+  });
+
   it("counts tiles the model did not answer apart and says so for each of them", async () => {
     const Xhr = fakeXhr();
     const partial = doneJob();

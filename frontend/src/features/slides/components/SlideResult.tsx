@@ -1,5 +1,6 @@
 import { forwardRef, useMemo, useState, type MouseEvent } from "react";
 import type { SlideJob, SlideTiles } from "../../../api/client";
+import { BAND_HINT, TriageBand } from "../../../components/TriageBand";
 import { heatmapUrl, overlayUrl } from "../api/slides";
 
 type Tile = SlideTiles["tiles"][number];
@@ -14,6 +15,10 @@ function tileAnswer(tile: Tile, minAnswerMass: number): string {
   return `P(yes) ${tile.probability.toFixed(2)}`;
 }
 
+function tileBand(tile: Tile): string {
+  return tile.triage ? `, triage ${tile.triage} (${BAND_HINT[tile.triage]})` : "";
+}
+
 /** The heatmap over the thumbnail (hover or click a tile for its P(yes)), the summary, the threshold. */
 export const SlideResult = forwardRef<HTMLElement, Props>(function SlideResult({ job, tiles, fileName }, ref) {
   const [hovered, setHovered] = useState<Tile | null>(null);
@@ -23,6 +28,8 @@ export const SlideResult = forwardRef<HTMLElement, Props>(function SlideResult({
   const grid = useMemo(() => new Map(tiles.tiles.map((tile) => [`${tile.x / size},${tile.y / size}`, tile])), [tiles, size]);
   const shown = hovered ?? picked;
   const answered = summary.tiles_scored - summary.tiles_unanswered;
+  const bands = summary.triage_thresholds;
+  const counts = summary.tiles_per_band;
 
   function tileAt(event: MouseEvent<HTMLImageElement>): Tile | null {
     const box = event.currentTarget.getBoundingClientRect(); // the image as drawn: positions scale to the slide
@@ -38,6 +45,17 @@ export const SlideResult = forwardRef<HTMLElement, Props>(function SlideResult({
       <h2 id="slide-result-title" className="result-title">
         Slide heatmap
       </h2>
+      {summary.triage && (
+        <p className="triage-line" aria-label="Slide triage">
+          Triage: <TriageBand band={summary.triage} />
+          {counts && (
+            <span className="muted small">
+              {" "}
+              (its most urgent tile) · {counts["rule-in"] ?? 0} rule-in · {counts.refer ?? 0} refer · {counts["rule-out"] ?? 0} rule-out tiles
+            </span>
+          )}
+        </p>
+      )}
       {summary.tissue_found ? (
         <dl className="facts" aria-label="Slide summary">
           <dt>Highest tile P(yes)</dt>
@@ -93,11 +111,15 @@ export const SlideResult = forwardRef<HTMLElement, Props>(function SlideResult({
           <span className="legend-threshold" style={{ left: `${summary.threshold * 100}%` }} />
         </span>
         <span>1</span>
-        <span className="muted small">P(yes) per tile · white outline: at or above {summary.threshold} · grey: no answer</span>
+        <span className="muted small">
+          {bands
+            ? `P(yes) per tile · red outline: rule-in (P(yes) > ${bands.rule_in}) · white outline: refer · none: rule-out (P(yes) < ${bands.rule_out}) · grey: no answer`
+            : `P(yes) per tile · white outline: at or above ${summary.threshold} · grey: no answer`}
+        </span>
       </div>
       <p role="status" aria-label="Tile" className="tile-readout">
         {shown
-          ? `Tile at x ${shown.x}, y ${shown.y} (level-0 px, ${shown.size} px square): ${tileAnswer(shown, summary.min_answer_mass)}, ${Math.round(shown.tissue * 100)}% tissue`
+          ? `Tile at x ${shown.x}, y ${shown.y} (level-0 px, ${shown.size} px square): ${tileAnswer(shown, summary.min_answer_mass)}${tileBand(shown)}, ${Math.round(shown.tissue * 100)}% tissue`
           : "Point at or click a tile to see its probability."}
       </p>
       <dl className="facts">
