@@ -16,7 +16,7 @@ from healer.model.fake import FakeEngine
 from healer.settings import Settings
 from healer.api.app import create_app
 from healer.tools.packaged_data import package_file
-from evaluation_tiles import build_tile_folder
+from tests.evaluation_tiles import build_tile_folder
 
 
 def png_bytes(image: Image.Image, **params) -> bytes:
