@@ -13,7 +13,7 @@ from PIL import Image
 from healer.model.cpu_int8 import Int8RowsLinear, PackedInt8Linear
 from healer.model.demo import write_demo_model
 from healer.model.engine import Query
-from healer.model.medgemma import MedGemmaEngine, _RowStop, resolve_device, usable_cpus
+from healer.model.medgemma import MedGemmaEngine, _LastLogits, _RowStop, resolve_device, usable_cpus
 from healer.text.answer_step import ANSWER_WITHIN
 from healer.text.prompts import DEFAULT_QUESTION, SYSTEM_PROMPT
 from tests.conftest import demo_settings
@@ -209,7 +209,8 @@ def test_stops_each_row_at_the_end_of_its_first_sentence(engine):
     width = max(map(len, new))
     # As in generate: one prompt length for every row, finished rows padded on the right.
     ids = torch.tensor([prompt + n + [tokenizer.pad_token_id] * (width - len(n)) for n in new])
-    stop = _RowStop(engine, prompt_length=len(prompt), explain=[True, True, False])
+    queries = [Query(Image.new("RGB", (8, 8)), "?", explain=explain) for explain in (True, True, False)]
+    stop = _RowStop(engine, len(prompt), queries, _LastLogits())
     assert stop(ids, None).tolist() == [True, False, True]  # the third: answer-only, "Yes" found
 
 

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from healer.api.app import create_app
 from healer.errors import EngineTimedOut
-from healer.model.engine import Query
+from healer.model.engine import Listener, Query
 from healer.model.fake import FakeEngine
 from healer.errors import EngineStartError
 from healer.model.openai_engine import OpenAIEngine
@@ -160,6 +160,39 @@ def test_a_chunk_of_many_tokens_is_read_token_by_token(server, tmp_path):
     explained, answer_only = engine.generate([Query(TILE, "Is it cancer?"), Query(TILE, "Is it cancer?", explain=False)])
     assert (explained.text, explained.answer_step, explained.answer_label) == ("No. Regular crypts.", 0, "no")
     assert (answer_only.text, answer_only.answer_step, answer_only.answer_label) == ("", 0, "no")
+
+
+class Heard(Listener):
+    def __init__(self, leave_at_answer: bool = False):
+        self.readings, self.texts, self.leave_at_answer = [], [], leave_at_answer
+
+    def answered(self, reading):
+        self.readings.append(reading)
+        self.cancelled = self.leave_at_answer
+
+    def wrote(self, text):
+        self.texts.append(text)
+
+
+def test_a_streamed_row_hears_the_answer_step_then_the_text_as_it_grows(server, tmp_path):
+    server.default = [*tokens("**"), Token("Yes", -0.2, (("Yes", -0.2), ("No", -1.9))), *tokens("**", ".", " Glands", ".")]
+    engine = OpenAIEngine.load(vllm_settings(server, tmp_path, max_new_tokens=48))
+    heard = Heard()
+    [answer] = engine.generate([Query(TILE, "Is it cancer?", listener=heard)])
+    [reading] = heard.readings
+    assert (reading.p_yes, reading.answer_mass, reading.unseen_mass, reading.answer_step, reading.answer_label) == (
+        answer.p_yes, answer.answer_mass, answer.unseen_mass, answer.answer_step, answer.answer_label)
+    assert heard.texts == ["**", "**Yes", "**Yes**", "**Yes**.", "**Yes**. Glands", "**Yes**. Glands."]
+
+
+def test_a_streamed_row_whose_listener_leaves_closes_its_stream(server, tmp_path):
+    server.token_delay_s = 0.02
+    server.default = [*tokens("No", ".", " Regular", " crypts", "."), *TAIL]
+    engine = OpenAIEngine.load(vllm_settings(server, tmp_path, max_new_tokens=48))
+    [answer] = engine.generate([Query(TILE, "Is it cancer?", listener=Heard(leave_at_answer=True))])
+    assert answer.text == "No"
+    [end] = server.wait_for_ends(1)
+    assert end.disconnected and end.sent < 4, end  # vLLM is told to stop: nobody reads the rest
 
 
 def test_a_chunk_whose_token_strings_do_not_spell_its_text_keeps_the_text(server, tmp_path):

@@ -83,6 +83,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.add_middleware(RequestContextMiddleware, upload_origin=upload_origin(settings))
     install_error_handlers(app)
     app.include_router(screening.router)
+    screening.document_stream_events(app)
     app.include_router(slides.router)
     if FRONTEND_DIST.is_dir():
         app.mount("/app", StaticFiles(directory=FRONTEND_DIST, html=True), name="app")

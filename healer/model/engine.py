@@ -19,11 +19,28 @@ from healer.model.adapter import AdapterInfo
 from healer.text.answer_step import Label
 
 
+class Listener:
+    """Hears one query's answer as it forms (a streamed answer). The engine calls it from its own
+    thread, in order: `answered` once, at the answer step (never, when there is none), with the
+    Generation as it stands there (no text yet); `wrote` each time the text grows, with all of it.
+    Its owner sets `cancelled` when nobody waits any more: the engine then drops the row, and a
+    batch of rows that are all dropped stops."""
+
+    cancelled = False
+
+    def answered(self, reading: "Generation") -> None:
+        pass
+
+    def wrote(self, text: str) -> None:
+        pass
+
+
 @dataclass(frozen=True)
 class Query:
     image: Image.Image  # RGB, any size: the processor resizes it
     question: str
     explain: bool = True  # False: answer and probability only, no text generated
+    listener: Listener | None = field(default=None, compare=False)  # a streamed answer's, if any
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""A stand-in engine for HTTP-contract tests: canned output, optional delay, no torch."""
+"""A stand-in engine for HTTP-contract tests: canned output, optional delay, no torch. Streamed
+queries hear the answer at once, then the text word by word, the delay spread over the words."""
 
 import threading
 import time
@@ -29,7 +30,11 @@ class FakeEngine(Engine):
         self.running.set()
         try:
             self.questions.extend(q.question for q in queries)
-            time.sleep(self.delay_s)
+            streamed = [q for q in queries if q.listener is not None]
+            if streamed:
+                self._stream(streamed)
+            else:
+                time.sleep(self.delay_s)
             return [
                 Generation(
                     text=self.text if q.explain else "",
@@ -43,3 +48,19 @@ class FakeEngine(Engine):
             ]
         finally:
             self.running.clear()
+
+    def _stream(self, queries: Sequence[Query]) -> None:
+        reading = Generation(text="", p_yes=self.p_yes, answer_label=self.answer_label,
+                             answer_mass=self.answer_mass, answer_step=0 if self.answer_label else None)
+        words = self.text.split(" ")
+        for q in queries:
+            if self.answer_label:
+                q.listener.answered(reading)
+        for count in range(1, len(words) + 1):
+            time.sleep(self.delay_s / len(words))
+            live = [q for q in queries if not q.listener.cancelled]
+            if not live:
+                return  # nobody waits: the rest is never generated
+            for q in live:
+                if q.explain:
+                    q.listener.wrote(" ".join(words[:count]))

@@ -27,6 +27,8 @@ from transformers import (
     AutoProcessor,
     BitsAndBytesConfig,
     GenerationConfig,
+    LogitsProcessor,
+    LogitsProcessorList,
     StoppingCriteria,
     StoppingCriteriaList,
 )
@@ -35,7 +37,7 @@ from healer.text.answer_step import ANSWER_WITHIN, explanation_complete, find_an
 from healer.model.adapter import check_adapter, load_merged
 from healer.model.cpu_class import detect
 from healer.model.cpu_kernels import KernelPlan, apply_plan, plan_for
-from healer.model.engine import Compute, Engine, Generation, ModelInfo, Query
+from healer.model.engine import Compute, Engine, Generation, Listener, ModelInfo, Query
 from healer.model.inputs import model_inputs
 from healer.model.model_dir import check_model_dir, read_source
 from healer.model.vision import keep_residuals_row_major
@@ -93,26 +95,60 @@ def _log_compute(compute: Compute) -> None:
         log.info("kernels, %s: %s", phase, kernel)
 
 
+class _LastLogits(LogitsProcessor):
+    """Keeps the logits of the step being generated (float32, as `generate` returns them), so
+    that a streamed row's P(yes) is read the moment its answer step is chosen."""
+
+    last: torch.Tensor | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        self.last = scores
+        return scores
+
+
 class _RowStop(StoppingCriteria):
     """Stops each row once it has what it needs, so `generate` stops when every row has: an
     explained row its answer and one finished sentence (or `max_new_tokens`), an answer-only row
-    its answer step (or ANSWER_WITHIN tokens without one)."""
+    its answer step (or ANSWER_WITHIN tokens without one). A streamed row also tells its listener
+    as it goes, and stops as soon as the listener is cancelled."""
 
-    def __init__(self, engine: "MedGemmaEngine", prompt_length: int, explain: list[bool]):
+    def __init__(self, engine: "MedGemmaEngine", prompt_length: int, queries: Sequence[Query], logits: _LastLogits):
         self.engine = engine
         self.prompt_length = prompt_length
-        self.explain = explain
-        self.done = torch.zeros(len(explain), dtype=torch.bool)
+        self.explain = [q.explain for q in queries]
+        self.listeners = [q.listener for q in queries]
+        self.logits = logits
+        self.answered = [False] * len(queries)
+        self.done = torch.zeros(len(queries), dtype=torch.bool)
 
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
         for row in torch.nonzero(~self.done).flatten().tolist():
+            listener = self.listeners[row]
+            if listener is not None and listener.cancelled:
+                self.done[row] = True  # nobody waits for it: it leaves the batch
+                continue
             new = input_ids[row, self.prompt_length :].tolist()
+            text = self.engine.tokenizer.decode(new, skip_special_tokens=True) if self.explain[row] else ""
             if self.explain[row]:
-                text = self.engine.tokenizer.decode(new, skip_special_tokens=True)
                 self.done[row] = len(new) >= self.engine.max_new_tokens or explanation_complete(text)
             else:
                 self.done[row] = len(new) >= ANSWER_WITHIN or self.engine.answer_step(new) is not None
+            if listener is not None:
+                self._tell(listener, row, new, text)
         return self.done.clone().to(input_ids.device)
+
+    def _tell(self, listener: Listener, row: int, new: list[int], text: str) -> None:
+        if not self.answered[row] and len(new) <= ANSWER_WITHIN:
+            step = self.engine.answer_step(new)
+            # The answer step is always the newest token when it is found: the tokens before it
+            # were looked at the step before. Its logits are the ones `generate` just chose it by.
+            if step is not None:
+                self.answered[row] = True
+                p_yes, mass = self.engine._read_answers(self.logits.last[row : row + 1])
+                listener.answered(Generation(text="", p_yes=p_yes[0], answer_label=self.engine._labels[new[step]],
+                                             answer_mass=mass[0], answer_step=step))
+        if text:
+            listener.wrote(text)
 
 
 class MedGemmaEngine(Engine):
@@ -219,15 +255,16 @@ class MedGemmaEngine(Engine):
         started = time.perf_counter()
         inputs = self._inputs(queries)
         prepared = time.perf_counter()
-        explain = [q.explain for q in queries]
         prompt_length = inputs["input_ids"].shape[1]
-        longest = max(self.max_new_tokens if wanted else ANSWER_WITHIN for wanted in explain)
+        longest = max(self.max_new_tokens if q.explain else ANSWER_WITHIN for q in queries)
         config = copy.copy(self.generation_config)  # transformers warns on config + max_new_tokens
         config.max_new_tokens = longest
+        last_logits = _LastLogits()
         out = self.model.generate(
             **inputs,
             generation_config=config,
-            stopping_criteria=StoppingCriteriaList([_RowStop(self, prompt_length, explain)]),
+            logits_processor=LogitsProcessorList([last_logits]),
+            stopping_criteria=StoppingCriteriaList([_RowStop(self, prompt_length, queries, last_logits)]),
         )
         new_tokens = out.sequences[:, prompt_length:].tolist()
         steps = [self.answer_step(row) for row in new_tokens]

@@ -25,7 +25,7 @@ import openai
 from PIL import Image
 
 from healer.errors import EngineStartError, EngineTimedOut, EngineUnavailable
-from healer.model.engine import Compute, Engine, Generation, ModelInfo, Query
+from healer.model.engine import Compute, Engine, Generation, Listener, ModelInfo, Query
 from healer.model.model_dir import read_source
 from healer.settings import Settings
 from healer.text.answer_step import ANSWER_WITHIN, explanation_complete, find_answer_step, token_label
@@ -152,7 +152,7 @@ class OpenAIEngine(Engine):
                 extra_headers=self._headers,
             )
             with stream:  # leaving it closes the connection: the server stops generating
-                steps, text = self._read(stream, query.explain, limit, deadline)
+                steps, text = self._read(stream, query.explain, limit, deadline, _Telling(query.listener))
         except openai.APITimeoutError:
             raise self._timed_out() from None
         except openai.APIStatusError as error:
@@ -175,13 +175,16 @@ class OpenAIEngine(Engine):
             unseen_mass=reading.unseen_mass,
         )
 
-    def _read(self, stream, explain: bool, limit: int, deadline: float) -> tuple[list[Step], str]:
+    def _read(self, stream, explain: bool, limit: int, deadline: float, telling: "_Telling") -> tuple[list[Step], str]:
         """The row's tokens and text, read token by token until it is done: an explained row at
         its answer and one finished sentence, an answer-only row at its answer step (or `limit`
-        tokens). A chunk may carry many tokens (vLLM's CPU build sends a dozen at once): the text
-        ends at the token where the row was done, as transformers stops."""
+        tokens), a streamed row also once its listener is cancelled. A chunk may carry many tokens
+        (vLLM's CPU build sends a dozen at once): the text ends at the token where the row was
+        done, as transformers stops."""
         def done(steps: list[Step], text: str) -> bool:
-            return len(steps) >= limit or (explanation_complete(text) if explain else _answer_step(steps) is not None)
+            telling.tell(steps, text if explain else "")
+            return (len(steps) >= limit or telling.cancelled
+                    or (explanation_complete(text) if explain else _answer_step(steps) is not None))
 
         steps: list[Step] = []
         text = ""
@@ -228,6 +231,31 @@ class OpenAIEngine(Engine):
         """One answer-only answer on a blank tile, as MedGemmaEngine's: the first user waits for
         nothing the server initialises lazily."""
         self.generate([Query(Image.new("RGB", (64, 64), "white"), "Warm-up.", explain=False)])
+
+
+class _Telling:
+    """A streamed row's listener, told what the tokens read so far say: the answer step's reading
+    once, then the text as it grows. Without a listener, it tells nobody."""
+
+    def __init__(self, listener: Listener | None):
+        self.listener = listener
+        self.answered = False
+
+    @property
+    def cancelled(self) -> bool:
+        return self.listener is not None and self.listener.cancelled
+
+    def tell(self, steps: list[Step], text: str) -> None:
+        if self.listener is None:
+            return
+        if not self.answered and (step := _answer_step(steps)) is not None:
+            self.answered = True
+            reading = read_step(steps[step])
+            self.listener.answered(Generation(text="", p_yes=reading.p_yes, answer_label=token_label(steps[step].token),
+                                              answer_mass=reading.answer_mass, answer_step=step,
+                                              unseen_mass=reading.unseen_mass))
+        if text:
+            self.listener.wrote(text)
 
 
 def wait_until_ready(client: openai.OpenAI, url: str, headers: dict, deadline_s: float) -> list[str]:

@@ -12,7 +12,9 @@ left-padded batch gives each query the answer it would get alone (within numeric
   request takes its place (`place()`) before its image is decoded, so a refusal costs nothing
   and the images decoded at once are bounded by the queue.
 - A request that waits longer than its timeout is answered 504 (`TimedOut`); if it was still
-  queued, its place is freed and the model never sees it.
+  queued, its place is freed and the model never sees it. A caller that goes away (a streamed
+  answer whose client disconnected) is treated the same, and a streamed row already in the
+  running batch leaves it (healer.model.engine.Listener).
 - `drain()` stops new work and waits for everything accepted to finish (graceful shutdown).
 """
 
@@ -129,10 +131,20 @@ class Batcher:
         try:
             return await asyncio.wait_for(asyncio.shield(pending.future), timeout_s)
         except asyncio.TimeoutError:
-            if pending in self._queue:
-                self._queue.remove(pending)
-            pending.future.cancel()
+            self._abandon(pending)
             raise TimedOut() from None
+        except asyncio.CancelledError:  # the caller went away (a streamed answer's client left)
+            self._abandon(pending)
+            raise
+
+    def _abandon(self, pending: _Pending) -> None:
+        """Nobody waits for this query any more: out of the queue if it is still there (the model
+        never sees it); a streamed one in the running batch is dropped by its cancelled listener."""
+        if pending in self._queue:
+            self._queue.remove(pending)
+        if pending.query.listener is not None:
+            pending.query.listener.cancelled = True
+        pending.future.cancel()
 
     async def run_batch(self, queries: list[Query]) -> list[Generation]:
         """For background work (slide tiles): one batch on the model thread, taking turns with

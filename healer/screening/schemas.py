@@ -118,3 +118,29 @@ class Prediction(BaseModel):
     timings_ms: dict[str, float]
     cached: bool = Field(False, description="Answered from memory: same image bytes, question and mode")
     disclaimer: str
+
+
+class StreamedAnswer(BaseModel):
+    """A streamed /predict's `answer` event: the screening answer, final when it is sent (the
+    `done` event's Prediction carries the same values)."""
+
+    answer: Literal["yes", "no", "uncertain"]
+    probability: float = Field(ge=0, le=1)
+    answer_mass: float = Field(ge=0, le=1)
+    min_answer_mass: float
+    unseen_mass: float = Field(0.0, ge=0, le=1)
+    threshold: float
+    triage: Band | None = Field(None, description=BAND_DESCRIPTION)
+    question: str
+    disclaimer: str
+
+    @classmethod
+    def of(cls, prediction: Prediction) -> "StreamedAnswer":
+        return cls(**prediction.model_dump(include=set(cls.model_fields)))
+
+
+class StreamedText(BaseModel):
+    """A streamed /predict's `token` event: what the model's text gained since the last one."""
+
+    text: str = Field(description="The new text (one token or a few); the done event's explanation is the "
+                      "first sentence after the answer word, as in the non-streamed answer")

@@ -10,6 +10,7 @@ answers in milliseconds meanwhile.
 
 import asyncio
 import time
+from contextlib import AsyncExitStack
 
 from starlette.concurrency import run_in_threadpool
 
@@ -17,10 +18,11 @@ from healer import metrics
 from healer.screening import answers
 from healer.screening.batching import Batcher
 from healer.screening.cache import LRUCache, cache_key
-from healer.model.engine import Engine, Query
+from healer.model.engine import Engine, Generation, Query
 from healer.screening.images import decode_image
 from healer.text.prompts import DISCLAIMER
 from healer.screening.schemas import Health, ModelCard, Prediction, SlideService, TriageBands
+from healer.screening.streaming import PredictionStream
 from healer.settings import Settings
 
 
@@ -53,21 +55,41 @@ class ScreeningService:
     async def predict(self, data: bytes, question: str, explain: bool = True) -> Prediction:
         started = time.perf_counter()
         key = cache_key(data, question, explain)
-        if cached := self.cache.get(key):
-            metrics.CACHE_HITS.inc()
-            return cached.model_copy(update={"cached": True, "timings_ms": {"total": _ms_since(started)}})
+        if cached := self._cached(key, started):
+            return cached
         async with self.batcher.place():
-            async with self._decoding:
-                image = await run_in_threadpool(decode_image, data, self.settings.max_image_pixels)
+            image = await self._decode(data)
             decoded = time.perf_counter()
             generation = await self.batcher.submit(
                 Query(image, question, explain), timeout_s=self.settings.request_timeout_s, placed=True
             )
+        return self.remember(key, self.prediction(generation, question, started, decoded))
+
+    async def stream(self, data: bytes, question: str, explain: bool = True) -> PredictionStream:
+        """The same answer as it forms (healer.screening.streaming). Its queue place is taken and
+        its image decoded here, so a full queue (503) or a bad image (400) is refused before the
+        stream opens; the stream gives the place back when it ends, however it ends."""
+        started = time.perf_counter()
+        key = cache_key(data, question, explain)
+        if cached := self._cached(key, started):
+            return PredictionStream.answered_from(cached)
+        held = AsyncExitStack()
+        await held.enter_async_context(self.batcher.place())
+        try:
+            image = await self._decode(data)
+        except BaseException:
+            await held.aclose()
+            raise
+        return PredictionStream(self, held, key, image, question, explain, started, time.perf_counter())
+
+    def prediction(self, generation: Generation, question: str, started: float, decoded: float) -> Prediction:
+        """The answer to one query from what the engine generated (or, streamed, from what it had
+        generated so far: the same rule, so the early answer and the final one agree)."""
         verdict = answers.decide(
             generation.text, generation.p_yes, generation.answer_label, generation.answer_mass,
             threshold=self.threshold, min_answer_mass=self.settings.min_answer_mass,
         )
-        prediction = Prediction(
+        return Prediction(
             answer=verdict.answer,
             probability=verdict.probability,
             answer_mass=generation.answer_mass,
@@ -88,8 +110,20 @@ class ScreeningService:
             cached=False,
             disclaimer=DISCLAIMER,
         )
+
+    def remember(self, key: str, prediction: Prediction) -> Prediction:
         self.cache.put(key, prediction)
         return prediction
+
+    def _cached(self, key: str, started: float) -> Prediction | None:
+        if cached := self.cache.get(key):
+            metrics.CACHE_HITS.inc()
+            return cached.model_copy(update={"cached": True, "timings_ms": {"total": _ms_since(started)}})
+        return None
+
+    async def _decode(self, data: bytes):
+        async with self._decoding:
+            return await run_in_threadpool(decode_image, data, self.settings.max_image_pixels)
 
     async def close(self) -> None:
         await self.batcher.drain(self.settings.shutdown_grace_s)

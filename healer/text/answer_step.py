@@ -30,6 +30,7 @@ _LEADING_LABEL = re.compile(
     r"^" + _OPENERS + _LEAD_IN + r"\b(yes|no)\b[\s*_\"'`)\]]*[.,;:!—–-]*\s*",
     re.IGNORECASE,
 )
+_LEADING_WORD = re.compile(r"^" + _OPENERS + _LEAD_IN + r"\b(yes|no)\b", re.IGNORECASE)
 # A full stop, question or exclamation mark that ends a sentence: followed by a space, or at the
 # very end of the text unless a digit precedes it (mid-generation, "3." may become "3.5 µm").
 _SENTENCE_END = re.compile(r"[.!?](?=\s)|(?<!\d)[.!?]$")
@@ -62,6 +63,13 @@ def split_answer(text: str) -> tuple[Label | None, str]:
     if not match:
         return None, text.strip()
     return match.group(1).lower(), text[match.end() :].strip()  # type: ignore[return-value]
+
+
+def answer_settled(text: str) -> bool:
+    """True once more text cannot change the text's leading yes/no: something follows the word
+    (until then "Yes" may still become "Yesterday", and "No" "Normal")."""
+    match = _LEADING_WORD.match(text)
+    return match is not None and match.end() < len(text)
 
 
 def first_sentence(text: str) -> str | None:
