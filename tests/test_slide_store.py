@@ -7,7 +7,8 @@ import httpx
 import pytest
 
 from healer.errors import DirectUploadUnavailable
-from healer.slides.store import LocalStore, open_store
+from healer.slides.store import LocalStore
+from healer.slides.stores import open_store
 
 
 @pytest.fixture(params=["local", "gcs"])

@@ -270,7 +270,7 @@ def test_cancelling_a_slide_cancels_its_execution(cloud_run):
 
 
 def test_a_task_that_crashes_exits_1_for_a_retry_and_logs_no_job_id(cloud_run):
-    from healer.slides.store import open_store
+    from healer.slides.stores import open_store
 
     with TestClient(create_app(cloud_run)) as service:
         job = upload(service, cmu_svs()).json()

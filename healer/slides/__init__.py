@@ -7,7 +7,9 @@
     summary.py   the slide-level numbers (max, top-k mean, area above the threshold)
     plan.py      what a job will score, decided at upload time (every limit answered at once)
     state.py     a job as the store holds it: state, shards, results; the split into tasks
-    store.py     where jobs live: a directory (LocalStore) or Cloud Storage (gcs.py)
+    store.py     where jobs live: the Store interface, and LocalStore (a directory)
+    gcs.py       the Store on Cloud Storage
+    stores.py    which Store SLIDE_STORE names
     scoring.py   one shard scored batch by batch into the store (service and worker alike)
     results.py   tiles, heatmaps and summary, once every shard is in
     runner.py    who scores: this process, local worker processes, or a Cloud Run Job (cloud_run.py)

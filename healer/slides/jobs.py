@@ -34,7 +34,7 @@ from healer.slides.results import finish, tiles_done
 from healer.slides.runner import CloudRunRunner, make_runner
 from healer.slides.schemas import SlideProgress
 from healer.slides.state import FINISHED, STATE, THUMBNAIL, UPLOAD, JobState, key
-from healer.slides.store import open_store
+from healer.slides.stores import open_store
 from healer.slides.wsi import SUFFIXES
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,6 @@
-"""Where everything of a slide job lives, shared by every instance and every worker task.
-
-    SLIDE_STORE=/some/dir          LocalStore: a directory (the default: a temporary one)
-    SLIDE_STORE=gs://bucket/prefix GcsStore (healer.slides.gcs): Cloud Storage, strongly consistent
+"""Where everything of a slide job lives, shared by every instance and every worker task: the
+Store interface and LocalStore, a directory. Cloud Storage's subclass is healer.slides.gcs;
+healer.slides.stores picks one from SLIDE_STORE.
 
 Keys are `<job id>/<name>`; the layout of a job is healer.slides.state's business. The job's
 state changes only by compare-and-swap (`update`), so two instances, or an instance and a
@@ -175,11 +174,3 @@ class LocalStore(Store):
         if self._owns_root:
             shutil.rmtree(self.root, ignore_errors=True)
 
-
-def open_store(url: str | None, mount: Path | None = None) -> Store:
-    """SLIDE_STORE as a store: gs://bucket/prefix or a directory (None: a temporary one)."""
-    if url and url.startswith("gs://"):
-        from healer.slides.gcs import GcsStore  # the Cloud Storage client loads only when used
-
-        return GcsStore(url, mount)
-    return LocalStore(Path(url) if url else None)

@@ -22,7 +22,8 @@ from healer.settings import Settings
 from healer.slides.results import finish
 from healer.slides.scoring import score_shard
 from healer.slides.state import FINISHED, STATE, JobState, key
-from healer.slides.store import Store, open_store
+from healer.slides.store import Store
+from healer.slides.stores import open_store
 
 log = logging.getLogger("healer.slides.worker")
 
