@@ -75,7 +75,7 @@ class BadQuestion(HealerError):
 class Unauthorized(HealerError):
     status = 401
     code = "unauthorized"
-    message = "This service needs an API key in the X-API-Key header."
+    message = "This service needs an API key in the X-API-Key header (OpenAI clients: as their api_key)."
 
 
 class NotReady(HealerError):

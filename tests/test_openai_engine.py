@@ -29,6 +29,7 @@ from healer.text.prompts import SYSTEM_PROMPT
 from tests.fake_openai import FakeOpenAI, Token, tokens
 from tests.test_predict import predict
 from tests.test_startup import assert_sigterm_stops_it
+from tests.test_streaming import check_stream, streamed
 
 ROOT = Path(__file__).resolve().parent.parent
 TILE = Image.new("RGB", (48, 48), (200, 120, 170))
@@ -193,6 +194,13 @@ def test_a_streamed_row_whose_listener_leaves_closes_its_stream(server, tmp_path
     assert answer.text == "No"
     [end] = server.wait_for_ends(1)
     assert end.disconnected and end.sent < 4, end  # vLLM is told to stop: nobody reads the rest
+
+
+def test_a_streamed_predict_over_the_engine_is_the_unstreamed_answer(server, vllm_client, he_tile_png):
+    server.default = [Token("Yes", -0.2, (("Yes", -0.2), ("No", -1.9))), *tokens(".", " Irregular", " glands", ".")]
+    received = streamed(vllm_client, he_tile_png, question="Streamed?")
+    plain = vllm_client.post("/predict", files={"image_file": ("t.png", he_tile_png)}, data={"question": "Plain?"}).json()
+    check_stream(received, {**plain, "question": "Streamed?"})
 
 
 def test_a_chunk_whose_token_strings_do_not_spell_its_text_keeps_the_text(server, tmp_path):

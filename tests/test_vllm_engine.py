@@ -24,7 +24,9 @@ from healer.text.prompts import DEFAULT_QUESTION
 from tests.conftest import demo_settings
 from tests.evaluation_tiles import build_tile_folder
 from tests.slide_files import cmu_svs
+from tests.test_openai_compat import question, sdk
 from tests.test_slides_api import finished, upload
+from tests.test_streaming import streamed as streamed_predict
 from healer.tools.vllm_server import VllmServer, installed
 
 # vLLM computes the tiny model in its own kernels (bf16 weights, fp32 softmax); transformers in
@@ -104,6 +106,13 @@ def test_predict_slides_and_evaluation_run_over_it(vllm, tmp_path, he_tile_png, 
         answer = client.post("/predict", files={"image_file": ("tile.png", he_tile_png, "image/png")})
         assert answer.status_code == 200, answer.text
         assert answer.json()["answer"] in ("yes", "no", "uncertain") and "unseen_mass" in answer.json()
+        # Streamed, and through the OpenAI face: the same answer (the cache holds the one above).
+        streamed = streamed_predict(client, he_tile_png, question="Streamed over vLLM?")
+        assert streamed[0][0] == "answer" and streamed[-1][0] == "done"
+        assert streamed[0][1]["answer"] == streamed[-1][1]["answer"]
+        completion = sdk(client).chat.completions.create(model=model["id"], messages=question(he_tile_png),
+                                                        stream=False)
+        assert completion.model_extra["healer"]["answer"] in ("yes", "no", "uncertain")
         job = upload(client, cmu_svs()).json()
         done = finished(client, job["id"])
         assert done["status"] == "done", done["error"]

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from healer.api import screening, slides
+from healer.api import openai_compat, screening, slides
 from healer.api.handlers import install_error_handlers
 from healer.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from healer.api.signals import ExitSignal, StartupStopped, in_daemon_thread
@@ -59,7 +59,6 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         app.state.service = service
         app.state.slide_jobs = SlideJobs(service.batcher, settings, service.model_card)
         await app.state.slide_jobs.start()
-        exit_signal.on_exit(app.state.slide_jobs.end_streams)
         adapter = service.model_card.adapter
         log.info("ready: %s on %s%s", service.model_card.id, service.model_card.device,
                  f", adapter {adapter.name} ({adapter.sha256})" if adapter else "")
@@ -73,7 +72,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.add_middleware(
         BodyLimitMiddleware,
         limit=(settings.max_upload_bytes + MULTIPART_SLACK, "MAX_UPLOAD_MB"),
-        path_limits={"/slides": (settings.max_slide_bytes + MULTIPART_SLACK, "MAX_SLIDE_MB")},
+        path_limits={"/slides": (settings.max_slide_bytes + MULTIPART_SLACK, "MAX_SLIDE_MB"),
+                     # the image as base64 in JSON: 4/3 of its bytes
+                     "/v1/chat/completions": (settings.max_upload_bytes * 4 // 3 + MULTIPART_SLACK, "MAX_UPLOAD_MB")},
     )
     if settings.cors_origins:
         app.add_middleware(
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     install_error_handlers(app)
     app.include_router(screening.router)
     screening.document_stream_events(app)
+    app.include_router(openai_compat.router)
     app.include_router(slides.router)
     if FRONTEND_DIST.is_dir():
         app.mount("/app", StaticFiles(directory=FRONTEND_DIST, html=True), name="app")

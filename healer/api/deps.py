@@ -28,13 +28,19 @@ def get_jobs(request: Request) -> SlideJobs:
 
 
 def require_api_key(
-    request: Request, x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None
+    request: Request,
+    x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> None:
-    """On top of Cloud Run IAM: when API_KEY is set, the caller must present it (constant time)."""
+    """On top of Cloud Run IAM: when API_KEY is set, the caller must present it (constant time),
+    in X-API-Key, or as OpenAI's clients send a key (`Authorization: Bearer KEY`). On a private
+    Cloud Run service, such a client sends its identity token in X-Serverless-Authorization."""
     expected = request.app.state.settings.api_key
     if expected is None:
         return
-    if not hmac.compare_digest((x_api_key or "").encode(), expected.get_secret_value().encode()):
+    bearer = authorization[7:] if authorization and authorization[:7].lower() == "bearer " else ""
+    presented = x_api_key if x_api_key is not None else bearer
+    if not hmac.compare_digest(presented.encode(), expected.get_secret_value().encode()):
         raise Unauthorized()
 
 

@@ -27,18 +27,31 @@ class BodyTooLarge(HTTPException):
         self.setting = setting
 
 
-def error_response(status: int, code: str, detail: str, headers: dict | None = None) -> JSONResponse:
+OPENAI_PREFIX = "/v1/"  # the OpenAI-compatible face answers errors in OpenAI's shape
+
+
+def error_response(status: int, code: str, detail: str, headers: dict | None = None, path: str = "") -> JSONResponse:
+    if path.startswith(OPENAI_PREFIX):
+        return openai_error(status, code, detail, headers)
     body = {"error": code, "detail": detail, "request_id": request_id.get()}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def upload_too_large(setting: str) -> JSONResponse:
-    return error_response(413, "upload_too_large", f"The upload is larger than this service accepts (see {setting}).")
+def openai_error(status: int, code: str, detail: str, headers: dict | None = None) -> JSONResponse:
+    """OpenAI's error body, which its clients raise as their own errors (the request id in the message)."""
+    kind = ("authentication_error" if status == 401 else "invalid_request_error" if status < 500 else "server_error")
+    body = {"error": {"message": f"{detail} (request id {request_id.get()})", "type": kind, "param": None, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def upload_too_large(setting: str, path: str = "") -> JSONResponse:
+    return error_response(413, "upload_too_large", f"The upload is larger than this service accepts (see {setting}).",
+                          path=path)
 
 
 async def _domain_error(request: Request, error: HealerError) -> JSONResponse:
     log.info("rejected %s %s: %s", request.method, without_job_ids(request.url.path), error.code)
-    return error_response(error.status, error.code, error.message, error.headers)
+    return error_response(error.status, error.code, error.message, error.headers, request.url.path)
 
 
 async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -46,17 +59,19 @@ async def _validation_error(request: Request, error: RequestValidationError) -> 
     for item in error.errors():
         field = ".".join(str(part) for part in item.get("loc", ())[1:]) or "body"
         problems.append(f"{field}: {item.get('msg', 'invalid')}")
-    return error_response(422, "invalid_request", "Invalid request. " + "; ".join(problems) + ".")
+    return error_response(422, "invalid_request", "Invalid request. " + "; ".join(problems) + ".",
+                          path=request.url.path)
 
 
 async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
+    path = request.url.path
     if isinstance(error, BodyTooLarge):
-        return upload_too_large(error.setting)
+        return upload_too_large(error.setting, path)
     if error.status_code == 404:
-        return error_response(404, "not_found", "There is nothing at this path.")
+        return error_response(404, "not_found", "There is nothing at this path.", path=path)
     if error.status_code == 405:
-        return error_response(405, "method_not_allowed", "This path does not accept that method.")
-    return error_response(error.status_code, "http_error", "The request could not be served.", error.headers)
+        return error_response(405, "method_not_allowed", "This path does not accept that method.", path=path)
+    return error_response(error.status_code, "http_error", "The request could not be served.", error.headers, path)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -79,7 +79,7 @@ class RequestContextMiddleware:
             log.exception("unexpected error on %s %s", scope["method"], without_job_ids(scope["path"]))
             if status:
                 raise
-            await error_response(500, HealerError.code, HealerError.message)(scope, receive, send_with_id)
+            await error_response(500, HealerError.code, HealerError.message, path=scope["path"])(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - started
             access_log.info("%s %s %d %.1f ms", scope["method"], without_job_ids(scope["path"]), status,
@@ -109,7 +109,7 @@ class BodyLimitMiddleware:
         max_bytes, setting = self.path_limits.get(scope["path"], self.limit)
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > max_bytes:
-            await upload_too_large(setting)(scope, receive, send)
+            await upload_too_large(setting, scope["path"])(scope, receive, send)
             return
         received = 0
 

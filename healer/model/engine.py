@@ -41,6 +41,19 @@ class Query:
     question: str
     explain: bool = True  # False: answer and probability only, no text generated
     listener: Listener | None = field(default=None, compare=False)  # a streamed answer's, if any
+    # Each generated token's log-probability and this many most likely alternatives (OpenAI's
+    # `top_logprobs`, at most TOP_LOGPROBS); None: no logprobs.
+    top_logprobs: int | None = None
+
+
+TOP_LOGPROBS = 20  # OpenAI's own cap, and what ENGINE=vllm reads by default
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    token: str  # the token's text (a leading space where the piece has one)
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()  # the step's most likely tokens, best first
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,7 @@ class Generation:
     # softmax (transformers); 1 - the top-k listed for an engine that returns only the top-k
     # logprobs (healer.model.openai_engine). The yes/no figures are exact up to this much.
     unseen_mass: float = 0.0
+    logprobs: tuple[TokenLogprob, ...] | None = None  # asked for by Query.top_logprobs
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from healer.text.answer_step import ANSWER_WITHIN, explanation_complete, find_an
 from healer.model.adapter import check_adapter, load_merged
 from healer.model.cpu_class import detect
 from healer.model.cpu_kernels import KernelPlan, apply_plan, plan_for
-from healer.model.engine import Compute, Engine, Generation, Listener, ModelInfo, Query
+from healer.model.engine import Compute, Engine, Generation, Listener, ModelInfo, Query, TokenLogprob
 from healer.model.inputs import model_inputs
 from healer.model.model_dir import check_model_dir, read_source
 from healer.model.vision import keep_residuals_row_major
@@ -119,6 +119,7 @@ class _RowStop(StoppingCriteria):
         self.listeners = [q.listener for q in queries]
         self.logits = logits
         self.answered = [False] * len(queries)
+        self.lengths = [0] * len(queries)  # the tokens each row generated before it was done
         self.done = torch.zeros(len(queries), dtype=torch.bool)
 
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
@@ -128,6 +129,7 @@ class _RowStop(StoppingCriteria):
                 self.done[row] = True  # nobody waits for it: it leaves the batch
                 continue
             new = input_ids[row, self.prompt_length :].tolist()
+            self.lengths[row] = len(new)
             text = self.engine.tokenizer.decode(new, skip_special_tokens=True) if self.explain[row] else ""
             if self.explain[row]:
                 self.done[row] = len(new) >= self.engine.max_new_tokens or explanation_complete(text)
@@ -260,11 +262,12 @@ class MedGemmaEngine(Engine):
         config = copy.copy(self.generation_config)  # transformers warns on config + max_new_tokens
         config.max_new_tokens = longest
         last_logits = _LastLogits()
+        rows = _RowStop(self, prompt_length, queries, last_logits)
         out = self.model.generate(
             **inputs,
             generation_config=config,
             logits_processor=LogitsProcessorList([last_logits]),
-            stopping_criteria=StoppingCriteriaList([_RowStop(self, prompt_length, queries, last_logits)]),
+            stopping_criteria=StoppingCriteriaList([rows]),
         )
         new_tokens = out.sequences[:, prompt_length:].tolist()
         steps = [self.answer_step(row) for row in new_tokens]
@@ -272,6 +275,9 @@ class MedGemmaEngine(Engine):
         step_logits = torch.stack([out.logits[step or 0][row] for row, step in enumerate(steps)])
         p_yes, mass = self._read_answers(step_logits)
         texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        logprobs = [None if q.top_logprobs is None else self._logprobs(out.logits, row, new_tokens[row][: rows.lengths[row]],
+                                                                        q.top_logprobs)
+                    for row, q in enumerate(queries)]
         if self.input_device.type == "cpu":
             _release_freed_memory()
         timings = {
@@ -286,9 +292,29 @@ class MedGemmaEngine(Engine):
                 answer_mass=0.0 if step is None else share,
                 answer_step=step,
                 timings_ms=timings,
+                logprobs=row_logprobs,
             )
-            for query, text, probability, share, step, row in zip(queries, texts, p_yes, mass, steps, new_tokens)
+            for query, text, probability, share, step, row, row_logprobs
+            in zip(queries, texts, p_yes, mass, steps, new_tokens, logprobs)
         ]
+
+    def _logprobs(self, logits: tuple[torch.Tensor, ...], row: int, ids: list[int], top: int) -> tuple[TokenLogprob, ...]:
+        """Each generated token's log-probability under the full softmax, with the `top` most
+        likely tokens of its step, up to where the row ended its turn."""
+        out = []
+        for step, token_id in enumerate(ids):
+            if token_id in self._eos_ids:
+                break
+            log_probs = logits[step][row].float().log_softmax(dim=-1)
+            best = log_probs.topk(top) if top else None
+            out.append(TokenLogprob(
+                self._piece(token_id), log_probs[token_id].item(),
+                tuple(zip(map(self._piece, best.indices.tolist()), best.values.tolist())) if best is not None else (),
+            ))
+        return tuple(out)
+
+    def _piece(self, token_id: int) -> str:
+        return self.tokenizer.convert_ids_to_tokens(token_id).replace("▁", " ")
 
     def warmup(self) -> None:
         """One answer-only answer on a blank tile: pages the memory-mapped weights in before the

@@ -25,7 +25,7 @@ import openai
 from PIL import Image
 
 from healer.errors import EngineStartError, EngineTimedOut, EngineUnavailable
-from healer.model.engine import Compute, Engine, Generation, Listener, ModelInfo, Query
+from healer.model.engine import Compute, Engine, Generation, Listener, ModelInfo, Query, TokenLogprob
 from healer.model.model_dir import read_source
 from healer.settings import Settings
 from healer.text.answer_step import ANSWER_WITHIN, explanation_complete, find_answer_step, token_label
@@ -173,6 +173,8 @@ class OpenAIEngine(Engine):
             timings_ms={"preprocess": round((prepared - started) * 1000, 1),
                         "model": round((time.perf_counter() - prepared) * 1000, 1)},
             unseen_mass=reading.unseen_mass,
+            logprobs=None if query.top_logprobs is None else tuple(
+                TokenLogprob(s.token, s.logprob, s.top[: query.top_logprobs]) for s in steps),
         )
 
     def _read(self, stream, explain: bool, limit: int, deadline: float, telling: "_Telling") -> tuple[list[Step], str]:

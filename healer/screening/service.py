@@ -11,6 +11,7 @@ answers in milliseconds meanwhile.
 import asyncio
 import time
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
 
@@ -18,12 +19,18 @@ from healer import metrics
 from healer.screening import answers
 from healer.screening.batching import Batcher
 from healer.screening.cache import LRUCache, cache_key
-from healer.model.engine import Engine, Generation, Query
+from healer.model.engine import Engine, Generation, Query, TokenLogprob
 from healer.screening.images import decode_image
 from healer.text.prompts import DISCLAIMER
 from healer.screening.schemas import Health, ModelCard, Prediction, SlideService, TriageBands
 from healer.screening.streaming import PredictionStream
 from healer.settings import Settings
+
+
+@dataclass(frozen=True)
+class Answered:
+    prediction: Prediction
+    logprobs: tuple[TokenLogprob, ...] | None  # each generated token's, when asked for (the OpenAI face)
 
 
 class ScreeningService:
@@ -53,25 +60,31 @@ class ScreeningService:
                       disclaimer=DISCLAIMER)
 
     async def predict(self, data: bytes, question: str, explain: bool = True) -> Prediction:
+        return (await self.answer(data, question, explain)).prediction
+
+    async def answer(self, data: bytes, question: str, explain: bool = True, top_logprobs: int | None = None) -> Answered:
+        """The prediction, and each token's logprobs when `top_logprobs` asks (never from the cache)."""
         started = time.perf_counter()
         key = cache_key(data, question, explain)
-        if cached := self._cached(key, started):
-            return cached
+        if top_logprobs is None and (cached := self._cached(key, started)):
+            return Answered(cached, None)
         async with self.batcher.place():
             image = await self._decode(data)
             decoded = time.perf_counter()
             generation = await self.batcher.submit(
-                Query(image, question, explain), timeout_s=self.settings.request_timeout_s, placed=True
+                Query(image, question, explain, top_logprobs=top_logprobs),
+                timeout_s=self.settings.request_timeout_s, placed=True,
             )
-        return self.remember(key, self.prediction(generation, question, started, decoded))
+        return Answered(self.remember(key, self.prediction(generation, question, started, decoded)), generation.logprobs)
 
-    async def stream(self, data: bytes, question: str, explain: bool = True) -> PredictionStream:
+    async def stream(self, data: bytes, question: str, explain: bool = True,
+                     top_logprobs: int | None = None) -> PredictionStream:
         """The same answer as it forms (healer.screening.streaming). Its queue place is taken and
         its image decoded here, so a full queue (503) or a bad image (400) is refused before the
         stream opens; the stream gives the place back when it ends, however it ends."""
         started = time.perf_counter()
         key = cache_key(data, question, explain)
-        if cached := self._cached(key, started):
+        if top_logprobs is None and (cached := self._cached(key, started)):
             return PredictionStream.answered_from(cached)
         held = AsyncExitStack()
         await held.enter_async_context(self.batcher.place())
@@ -80,7 +93,8 @@ class ScreeningService:
         except BaseException:
             await held.aclose()
             raise
-        return PredictionStream(self, held, key, image, question, explain, started, time.perf_counter())
+        return PredictionStream(self, held, key, Query(image, question, explain, top_logprobs=top_logprobs),
+                                started, time.perf_counter())
 
     def prediction(self, generation: Generation, question: str, started: float, decoded: float) -> Prediction:
         """The answer to one query from what the engine generated (or, streamed, from what it had

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel
 
 from healer.errors import HealerError
-from healer.model.engine import Generation, Listener, Query
+from healer.model.engine import Generation, Listener, Query, TokenLogprob
 from healer.screening.schemas import Prediction, StreamedAnswer, StreamedText
 from healer.text.answer_step import answer_settled
 
@@ -40,12 +40,13 @@ Event = tuple[str, BaseModel | HealerError]  # the API writes an error as its us
 
 
 class PredictionStream(Listener):
-    def __init__(self, service: "ScreeningService | None", held: AsyncExitStack | None, key: str, image,
-                 question: str, explain: bool, started: float, decoded: float):
+    def __init__(self, service: "ScreeningService | None", held: AsyncExitStack | None, key: str,
+                 query: Query, started: float, decoded: float):
         self.service, self.held, self.key = service, held, key
-        self.query = Query(image, question, explain, listener=self) if image is not None else None
+        self.query = replace(query, listener=self)
         self.started, self.decoded = started, decoded
         self.finished: Prediction | None = None
+        self.logprobs: tuple[TokenLogprob, ...] | None = None  # set before `done`, when the query asked
         self._loop = asyncio.get_running_loop()
         self._told: asyncio.Queue = asyncio.Queue()
         self._task: asyncio.Task | None = None
@@ -57,7 +58,7 @@ class PredictionStream(Listener):
     @classmethod
     def answered_from(cls, prediction: Prediction) -> "PredictionStream":
         """A stream of an answer already known (from the cache): answer, then done."""
-        stream = cls(None, None, "", None, prediction.question, True, 0.0, 0.0)
+        stream = cls(None, None, "", Query(None, prediction.question), 0.0, 0.0)
         stream.finished = prediction
         return stream
 
@@ -89,6 +90,7 @@ class PredictionStream(Listener):
                 for event in self._take(*self._told.get_nowait()):
                     yield event
             generation = self._task.result()
+            self.logprobs = generation.logprobs
             prediction = self.service.remember(
                 self.key, self.service.prediction(generation, self.query.question, self.started, self.decoded))
             if not self._answered:
