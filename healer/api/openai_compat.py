@@ -49,8 +49,12 @@ async def models(service: Service) -> ModelList:
     return ModelList(data=[ModelEntry(id=service.model_card.id, created=0, owned_by="healer")])
 
 
-@router.post("/chat/completions", responses=ERRORS, dependencies=[ApiKey],
-             summary="The screening question as an OpenAI chat completion (one image)")
+@router.post("/chat/completions", dependencies=[ApiKey],
+             summary="The screening question as an OpenAI chat completion (one image)",
+             responses={**ERRORS, 200: {"description": "A chat.completion, or with stream=true chat.completion.chunk "
+                                                       "server-sent events ending with [DONE]",
+                                        "content": {"application/json": {"schema": {"type": "object"}},
+                                                    "text/event-stream": {"schema": {"type": "string"}}}}})
 async def chat_completions(body: ChatRequest, request: Request, service: Service):
     """A screening aid, not a diagnosis: read the `healer` field's answer, not only the text."""
     served = service.model_card.id
