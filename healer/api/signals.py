@@ -1,16 +1,12 @@
 """SIGTERM and SIGINT as the app sees them, before uvicorn's own handling.
 
-uvicorn's handler only sets a flag that its main loop reads once start-up is over, and waits
-for open responses before the lifespan's shutdown runs. Two things cannot wait for that:
+uvicorn's handler only sets a flag that its main loop reads once start-up is over. Start-up
+itself cannot wait for that: loading and warming up the model can take minutes (hours, on a CPU
+whose kernels are wrong for it), and Cloud Run sends SIGKILL 10 s after SIGTERM.
 
-- start-up itself: loading and warming up the model can take minutes (hours, on a CPU whose
-  kernels are wrong for it), and Cloud Run sends SIGKILL 10 s after SIGTERM;
-- the slide event streams, which end only with their job: one open stream would hold a SIGTERM
-  for the whole grace period.
-
-So the lifespan installs this first: the `stopping` event is set and the callbacks run on the
-event loop, then uvicorn's handler runs as before. Signal handlers can only be installed on the
-main thread: under TestClient this does nothing.
+So the lifespan installs this first: the `stopping` event is set on the event loop, then uvicorn's
+handler runs as before (open event streams are sse-starlette's to end: healer.api.sse). Signal
+handlers can only be installed on the main thread: under TestClient this does nothing.
 """
 
 import asyncio
@@ -29,7 +25,6 @@ class StartupStopped(Exception):
 class ExitSignal:
     def __init__(self) -> None:
         self.stopping = asyncio.Event()
-        self._callbacks: list[Callable[[], None]] = []
 
     def install(self) -> None:
         loop = asyncio.get_running_loop()
@@ -39,21 +34,13 @@ class ExitSignal:
                 continue
 
             def handler(signum, frame, previous=previous):
-                loop.call_soon_threadsafe(self._fire)
+                loop.call_soon_threadsafe(self.stopping.set)
                 previous(signum, frame)
 
             try:
                 signal.signal(number, handler)
             except ValueError:  # not the main thread
                 return
-
-    def on_exit(self, callback: Callable[[], None]) -> None:
-        self._callbacks.append(callback)
-
-    def _fire(self) -> None:
-        self.stopping.set()
-        for callback in self._callbacks:
-            callback()
 
     async def unless_stopped(self, work: Awaitable[T]) -> T:
         """`work`'s result, or StartupStopped as soon as a signal comes, without waiting for it."""

@@ -12,10 +12,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path as PathParam, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
+from sse_starlette import EventSourceResponse
 
 from healer.api.deps import ApiKey, Jobs, asked_question, error_responses
+from healer.api.sse import event_stream
 from healer.api.streamed_form import receive_file
 from healer.text.prompts import DISCLAIMER
 from healer.slides.jobs import UPLOAD_CHUNK_BYTES, SlideJobs, Snapshot
@@ -145,28 +146,23 @@ async def get_slide(job_id: JobId, jobs: Jobs) -> SlideJob:
 
 @router.get(
     "/{job_id}/events",
-    response_class=StreamingResponse,
+    response_class=EventSourceResponse,
     responses={200: {"content": {"text/event-stream": {}},
                      "description": "Server-sent events: `progress` with a SlideJob as data, "
                                     "then one final `done`, `failed` or `cancelled`"},
                **error_responses(401, 404, 422)},
     summary="A slide job's progress as server-sent events",
 )
-async def slide_events(job_id: JobId, jobs: Jobs) -> StreamingResponse:
+async def slide_events(job_id: JobId, jobs: Jobs) -> EventSourceResponse:
     """One event per change (data: the SlideJob JSON); the stream ends with the final state."""
     await jobs.get(job_id)  # 404 before the stream starts
 
-    async def stream():
+    async def events():
         async for snapshot in jobs.updates(job_id):
-            if snapshot is None:
-                yield ": keep-alive\n\n"
-                continue
             view = _view(jobs, snapshot)
-            name = view.status if view.status in FINISHED else "progress"
-            yield f"event: {name}\ndata: {view.model_dump_json()}\n\n"
+            yield (view.status if view.status in FINISHED else "progress"), view
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"X-Accel-Buffering": "no"})
+    return event_stream(events())  # on SIGTERM it ends at once: the client reconnects elsewhere
 
 
 @router.delete("/{job_id}", response_model=SlideJob, responses=error_responses(401, 404, 422), summary="Cancel a slide job")

@@ -73,17 +73,12 @@ class SlideJobs:
         self._seconds_per_tile = 1.0  # refined by every batch; drives Retry-After
         self._tasks: list[asyncio.Task] = []
         self._closed = False
-        self._streams_ended = False  # the server is stopping: event streams end now
 
     async def start(self) -> None:
         loops = [self._sweep_forever()]
         if self.runner.queued:
             loops += [self._work(), self._heartbeat_forever()]
         self._tasks = [asyncio.create_task(loop) for loop in loops]
-
-    def end_streams(self) -> None:
-        """The server is stopping: every event stream ends now, so none holds up shutdown."""
-        self._streams_ended = True
 
     async def stop(self) -> None:
         """Cancel what this instance scores or queues (others' jobs are not ours to stop)."""
@@ -213,10 +208,9 @@ class SlideJobs:
             return None
         return round(max(0.0, job.finished + self.settings.slide_result_ttl_s - time.time()), 1)
 
-    async def updates(self, job_id: str, keepalive_s: float = 15) -> AsyncIterator[Snapshot | None]:
-        """The job now and after every change, ending with a finished state; None when nothing
-        changed for `keepalive_s` (the stream sends a comment to stay open)."""
-        seen, quiet_since = None, time.monotonic()
+    async def updates(self, job_id: str) -> AsyncIterator[Snapshot]:
+        """The job now and after every change, ending with a finished state (or its deletion)."""
+        seen = None
         while True:
             try:
                 snapshot = await self.get(job_id)
@@ -224,15 +218,10 @@ class SlideJobs:
                 return  # deleted meanwhile
             mark = (snapshot.job.status, snapshot.tiles_done, snapshot.queue_position)
             if mark != seen:
-                seen, quiet_since = mark, time.monotonic()
+                seen = mark
                 yield snapshot
                 if snapshot.job.status in FINISHED:
                     return
-            elif time.monotonic() - quiet_since >= keepalive_s:
-                quiet_since = time.monotonic()
-                yield None
-            if self._closed or self._streams_ended:
-                return
             await asyncio.sleep(POLL_S)
 
     # --- cancelling and deleting ----------------------------------------------------------
