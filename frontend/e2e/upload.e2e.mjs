@@ -82,6 +82,7 @@ test("a real H&E image gets an answer from the real service, readable from deskt
 
   const result = page.getByRole("region", { name: /Answer/ });
   await result.waitFor({ timeout: ANSWER_TIMEOUT_MS });
+  await result.getByText(/ · total /).waitFor({ timeout: ANSWER_TIMEOUT_MS }); // the whole Prediction (done)
   const badge = (await result.locator(".badge").innerText()).trim();
   assert.match(badge, /^(YES|NO|UNCERTAIN)$/);
   const meter = result.getByRole("meter");
@@ -92,7 +93,8 @@ test("a real H&E image gets an answer from the real service, readable from deskt
   assert.equal(Math.round(shown * 100), percent, "the number and the bar agree");
   assert.ok(await disclaimer.isVisible(), "disclaimer visible with the answer");
   assert.ok(await page.getByRole("note", { name: "Demo model" }).isVisible(), "demo banner visible with the answer");
-  assert.equal(await page.evaluate(() => document.activeElement?.getAttribute("aria-labelledby")), "result-title", "focus on the result");
+  const said = await page.locator(".outcome [aria-live]").textContent();
+  assert.ok(said.startsWith(`Answer: ${badge}.`) && said.endsWith(`Probability of yes ${shown.toFixed(2)}.`), `the live region says the answer: ${said}`);
   assert.equal(await page.getByRole("list", { name: "Results" }).getByRole("listitem").count(), 1);
 
   await page.screenshot({ path: join(artifacts, "upload-page-desktop.png"), fullPage: true });

@@ -6,7 +6,8 @@
 //   ├── kind "http"          the service answered with an error status (its JSON body parsed)
 //   ├── kind "network"       no answer at all: offline, DNS, refused, CORS
 //   ├── kind "aborted"       the caller cancelled (AbortController)
-//   └── kind "bad_response"  an answer that is not the JSON the contract promises
+//   └── kind "bad_response"  an answer that is not the JSON (or the events) the contract promises
+import { createParser, type EventSourceMessage } from "eventsource-parser";
 import { env } from "../config/env";
 import type { components, paths } from "./schema";
 
@@ -14,6 +15,8 @@ export type ErrorBody = components["schemas"]["ErrorBody"];
 export type ModelCard = components["schemas"]["ModelCard"];
 export type Health = paths["/"]["get"]["responses"][200]["content"]["application/json"];
 export type Prediction = paths["/predict"]["post"]["responses"][200]["content"]["application/json"];
+export type StreamedAnswer = components["schemas"]["StreamedAnswer"];
+export type StreamedText = components["schemas"]["StreamedText"];
 export type PredictForm = paths["/predict"]["post"]["requestBody"]["content"]["multipart/form-data"];
 export type SlideJob = paths["/slides/{job_id}"]["get"]["responses"][200]["content"]["application/json"];
 export type SlideTiles = paths["/slides/{job_id}/tiles"]["get"]["responses"][200]["content"]["application/json"];
@@ -75,21 +78,8 @@ function isErrorBody(body: unknown): body is ErrorBody {
 
 /** A call to the service; `init.headers` go along (a JSON body needs its Content-Type), with Accept. */
 export async function request<T>(path: string, init: RequestInit = {}): Promise<T> {
-  const signal = init.signal ?? undefined;
-  let response: Response;
-  try {
-    const headers = new Headers(init.headers);
-    headers.set("Accept", "application/json");
-    response = await fetch(env.apiUrl + path, { ...init, headers });
-  } catch {
-    throw new ApiError({ kind: signal?.aborted ? "aborted" : "network" });
-  }
-  let body: unknown = null;
-  try {
-    body = await response.json();
-  } catch {
-    if (signal?.aborted) throw new ApiError({ kind: "aborted" });
-  }
+  const response = await send(path, init, "application/json");
+  const body = await jsonOf(response, init.signal);
   if (response.ok) {
     if (body === null || typeof body !== "object") {
       throw new ApiError({ kind: "bad_response", status: response.status, requestId: response.headers.get("X-Request-ID") });
@@ -97,6 +87,84 @@ export async function request<T>(path: string, init: RequestInit = {}): Promise<
     return body as T;
   }
   throw httpError(response.status, body, (name) => response.headers.get(name));
+}
+
+/** The service's server-sent events, handed to `onEvent` one by one as they arrive; resolves when
+ *  the stream ends. A POST (EventSource can only GET), so fetch's body is read with
+ *  eventsource-parser. A refusal before the stream opens (503 busy, 400/413/415) is the usual JSON
+ *  error, thrown as `request` throws it; `onEvent` throwing ends the stream and rethrows; the
+ *  signal aborting mid-stream closes the connection and throws kind "aborted". */
+export async function stream(path: string, init: RequestInit, onEvent: (event: EventSourceMessage) => void): Promise<void> {
+  const signal = init.signal ?? undefined;
+  const response = await send(path, init, "text/event-stream");
+  const requestId = response.headers.get("X-Request-ID");
+  if (!response.ok) throw httpError(response.status, await jsonOf(response, signal), (name) => response.headers.get(name));
+  if (!response.body || !(response.headers.get("Content-Type") ?? "").startsWith("text/event-stream")) {
+    throw new ApiError({ kind: "bad_response", status: response.status, requestId });
+  }
+  let arrived: EventSourceMessage[] = [];
+  const parser = createParser({ onEvent: (event) => arrived.push(event) });
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  try {
+    for (;;) {
+      let chunk: ReadableStreamReadResult<Uint8Array>;
+      try {
+        chunk = await reader.read();
+      } catch {
+        throw new ApiError({ kind: signal?.aborted ? "aborted" : "network", requestId });
+      }
+      if (chunk.done) return;
+      parser.feed(decoder.decode(chunk.value, { stream: true }));
+      const events = arrived;
+      arrived = [];
+      events.forEach(onEvent);
+    }
+  } finally {
+    reader.cancel().catch(() => {}); // done, failed or abandoned: the connection is let go
+  }
+}
+
+async function send(path: string, init: RequestInit, accept: string): Promise<Response> {
+  try {
+    const headers = new Headers(init.headers);
+    headers.set("Accept", accept);
+    return await fetch(env.apiUrl + path, { ...init, headers });
+  } catch {
+    throw new ApiError({ kind: init.signal?.aborted ? "aborted" : "network" });
+  }
+}
+
+/** The body as JSON, or null when it is not JSON (a proxy's HTML page). */
+async function jsonOf(response: Response, signal?: AbortSignal | null): Promise<unknown> {
+  try {
+    return await response.json();
+  } catch {
+    if (signal?.aborted) throw new ApiError({ kind: "aborted" });
+    return null;
+  }
+}
+
+// The status the unstreamed call would have answered with each reason code a stream can end with
+// (healer/errors.py), so an `error` event is worded like the same failure as JSON; others are 500.
+const STATUS_OF_CODE: Record<string, number> = {
+  timeout: 504,
+  engine_timeout: 504,
+  engine_unavailable: 503,
+  model_not_ready: 503,
+  busy: 503,
+};
+
+/** An `error` event's body (an ErrorBody, sent once the stream was open and the status was 200). */
+export function streamedError(body: unknown): ApiError {
+  if (!isErrorBody(body)) return new ApiError({ kind: "bad_response", status: 200 });
+  return new ApiError({
+    kind: "http",
+    status: STATUS_OF_CODE[body.error] ?? 500,
+    code: body.error,
+    detail: body.detail,
+    requestId: body.request_id,
+  });
 }
 
 function httpError(status: number, body: unknown, header: (name: string) => string | null): ApiError {

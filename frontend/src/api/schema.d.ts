@@ -40,6 +40,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/models": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Models
+         * @description The one model this service answers with.
+         */
+        get: operations["models_v1_models_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/chat/completions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The screening question as an OpenAI chat completion (one image)
+         * @description A screening aid, not a diagnosis: read the `healer` field's answer, not only the text.
+         */
+        post: operations["chat_completions_v1_chat_completions_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/slides": {
         parameters: {
             query?: never;
@@ -213,6 +253,45 @@ export interface components {
              * @default true
              */
             explain: boolean;
+            /**
+             * Stream
+             * @description true: server-sent events, as with Accept: text/event-stream
+             * @default false
+             */
+            stream: boolean;
+        };
+        /**
+         * ChatRequest
+         * @description OpenAI's chat completion request. Fields Healer does not use (temperature, max_tokens…) are
+         *     accepted and ignored: answers are always greedy and end after the first sentence, as /predict's.
+         */
+        ChatRequest: {
+            /**
+             * Model
+             * @description The id GET /v1/models lists
+             */
+            model: string;
+            /**
+             * Messages
+             * @description The last user message's text is the question; the last image in the conversation (an image_url part with a data: URL) is the image
+             */
+            messages: {
+                [key: string]: unknown;
+            }[];
+            /**
+             * Stream
+             * @default false
+             */
+            stream: boolean;
+            /**
+             * Logprobs
+             * @default false
+             */
+            logprobs: boolean;
+            /** Top Logprobs */
+            top_logprobs?: number | null;
+        } & {
+            [key: string]: unknown;
         };
         /** ComputeCard */
         ComputeCard: {
@@ -315,6 +394,47 @@ export interface components {
              * @enum {string}
              */
             engine: "transformers" | "vllm";
+        };
+        /** ModelEntry */
+        ModelEntry: {
+            /** Id */
+            id: string;
+            /**
+             * Object
+             * @default model
+             * @constant
+             */
+            object: "model";
+            /** Created */
+            created: number;
+            /** Owned By */
+            owned_by: string;
+        };
+        /** ModelList */
+        ModelList: {
+            /**
+             * Object
+             * @default list
+             * @constant
+             */
+            object: "list";
+            /** Data */
+            data: components["schemas"]["ModelEntry"][];
+        };
+        /** OpenAIError */
+        OpenAIError: {
+            /** Message */
+            message: string;
+            /** Type */
+            type: string;
+            /** Param */
+            param?: string | null;
+            /** Code */
+            code?: string | null;
+        };
+        /** OpenAIErrorBody */
+        OpenAIErrorBody: {
+            error: components["schemas"]["OpenAIError"];
         };
         /** Prediction */
         Prediction: {
@@ -665,6 +785,52 @@ export interface components {
              */
             rule_in: number;
         };
+        /**
+         * StreamedAnswer
+         * @description A streamed /predict's `answer` event: the screening answer, final when it is sent (the
+         *     `done` event's Prediction carries the same values).
+         */
+        StreamedAnswer: {
+            /**
+             * Answer
+             * @enum {string}
+             */
+            answer: "yes" | "no" | "uncertain";
+            /** Probability */
+            probability: number;
+            /** Answer Mass */
+            answer_mass: number;
+            /** Min Answer Mass */
+            min_answer_mass: number;
+            /**
+             * Unseen Mass
+             * @default 0
+             */
+            unseen_mass: number;
+            /** Threshold */
+            threshold: number;
+            /**
+             * Triage
+             * @description rule-out: P(yes) below TRIAGE_RULE_OUT (negative, low priority); rule-in: above TRIAGE_RULE_IN (suspicious, review first); refer: between or at them, or not answered. null when the service has no triage thresholds
+             * @default null
+             */
+            triage: ("rule-out" | "refer" | "rule-in") | null;
+            /** Question */
+            question: string;
+            /** Disclaimer */
+            disclaimer: string;
+        };
+        /**
+         * StreamedText
+         * @description A streamed /predict's `token` event: what the model's text gained since the last one.
+         */
+        StreamedText: {
+            /**
+             * Text
+             * @description The new text (one token or a few); the done event's explanation is the first sentence after the answer word, as in the non-streamed answer
+             */
+            text: string;
+        };
     };
     responses: never;
     parameters: never;
@@ -716,13 +882,14 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Successful Response */
+            /** @description The answer as JSON, or streamed: With `Accept: text/event-stream` (or the form field stream=true): server-sent events. `answer` (a StreamedAnswer) as soon as the screening answer is final, then `token` events (StreamedText) as the explanation is written, then `done` with the Prediction the unstreamed call returns; `error` (an ErrorBody) if anything fails once the stream is open. A full queue (503) or a bad image (400, 413, 415) is answered as JSON before any event. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["Prediction"];
+                    "text/event-stream": string;
                 };
             };
             /** @description Bad Request */
@@ -786,6 +953,195 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    models_v1_models_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelList"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description Unsupported Media Type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description Gateway Timeout */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+        };
+    };
+    chat_completions_v1_chat_completions_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChatRequest"];
+            };
+        };
+        responses: {
+            /** @description A chat.completion, or with stream=true chat.completion.chunk server-sent events ending with [DONE] */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": Record<string, never>;
+                    "text/event-stream": string;
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description Unsupported Media Type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description Gateway Timeout */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
         };

@@ -2,8 +2,8 @@ import { useEffect, useState } from "react";
 
 type Props = { startedAt: number; fileName: string; onCancel: () => void };
 
-/** Shown while the service works. The elapsed counter is outside the live region on purpose:
- *  a screen reader should hear "Analysing" once, not a number every second. */
+/** Shown until the answer arrives. The page's live region says "Analysing" (once); the elapsed
+ *  counter is in no live region on purpose: not a number every second. */
 export function ProgressPanel({ startedAt, fileName, onCancel }: Props) {
   const [now, setNow] = useState(() => Date.now());
   useEffect(() => {
@@ -14,11 +14,9 @@ export function ProgressPanel({ startedAt, fileName, onCancel }: Props) {
 
   return (
     <section className="panel progress" aria-labelledby="progress-title" aria-busy="true">
-      <div role="status">
-        <h2 id="progress-title" className="panel-title">
-          Analysing {fileName}…
-        </h2>
-      </div>
+      <h2 id="progress-title" className="panel-title">
+        Analysing {fileName}…
+      </h2>
       <div className="progress-track" aria-hidden="true">
         <div className="progress-bar" />
       </div>

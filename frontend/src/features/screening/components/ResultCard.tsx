@@ -1,5 +1,5 @@
 import { forwardRef } from "react";
-import type { Prediction } from "../../../api/client";
+import type { Prediction, StreamedAnswer } from "../../../api/client";
 import { TriageBand } from "../../../components/TriageBand";
 import { formatMs } from "../../../lib/format";
 
@@ -11,6 +11,11 @@ const ANSWER_HINT = {
   no: "The model reports no features of colorectal cancer",
   uncertain: "No clear yes or no from the model: review the image yourself",
 } as const;
+
+/** The answer in one sentence, as the page's live region says it (once, when it lands). */
+export function spokenAnswer({ answer, probability }: StreamedAnswer | Prediction): string {
+  return `Answer: ${ANSWER_WORD[answer]}. ${ANSWER_HINT[answer]}. Probability of yes ${probability.toFixed(2)}.`;
+}
 
 export function AnswerBadge({ answer }: { answer: Prediction["answer"] }) {
   return <span className={`badge badge-${answer}`}>{ANSWER_WORD[answer]}</span>;
@@ -60,62 +65,98 @@ export function AnswerMass({ mass, minimum, answer }: { mass: number; minimum: n
   );
 }
 
+/** The explanation while the model writes it: its raw text so far (the answer word first). */
+export type Writing = { text: string; stopped: boolean; onStop: () => void };
+
 type Props = {
-  prediction: Prediction;
   fileName: string;
   /** Whether the request asked for an explanation: an empty one means "not asked" or "none given". */
   explainAsked: boolean;
-};
+} & (
+  | { prediction: Prediction; answer?: never; writing?: never }
+  /** Streamed: the answer is final, the explanation is still being written (or was stopped). */
+  | { prediction?: never; answer: StreamedAnswer; writing: Writing }
+);
 
-/** The answer. Focused when it arrives (tabIndex -1) so keyboard and screen-reader users land on it. */
-export const ResultCard = forwardRef<HTMLElement, Props>(function ResultCard({ prediction, fileName, explainAsked }, ref) {
-  const { answer, model, timings_ms: timings } = prediction;
+/** The answer: the badge and P(yes) as soon as they are final, then the explanation. Nothing in it
+ *  is a live region: the page announces the answer once (spokenAnswer), not the growing text.
+ *  The ref is the explanation (tabIndex -1): focus goes there when the user stops it. */
+export const ResultCard = forwardRef<HTMLParagraphElement, Props>(function ResultCard(
+  { prediction, answer: streamed, writing, fileName, explainAsked },
+  ref,
+) {
+  const shown = prediction ?? streamed;
+  const { answer } = shown;
   return (
-    <section ref={ref} tabIndex={-1} className="panel result" aria-labelledby="result-title">
+    <section className="panel result" aria-labelledby="result-title">
       <p className="eyebrow">Result · {fileName}</p>
       <h2 id="result-title" className="result-title">
         <span className="visually-hidden">Answer: </span>
         <AnswerBadge answer={answer} />
         <span className="result-hint">{ANSWER_HINT[answer]}</span>
       </h2>
-      {prediction.triage && (
+      {shown.triage && (
         <p className="triage-line" aria-label="Triage">
-          Triage: <TriageBand band={prediction.triage} />
+          Triage: <TriageBand band={shown.triage} />
         </p>
       )}
-      <ProbabilityBar probability={prediction.probability} />
-      <AnswerMass mass={prediction.answer_mass} minimum={prediction.min_answer_mass} answer={answer} />
+      <ProbabilityBar probability={shown.probability} />
+      <AnswerMass mass={shown.answer_mass} minimum={shown.min_answer_mass} answer={answer} />
       <h3 className="subhead">Explanation</h3>
-      <p className="explanation">
-        {prediction.explanation || (
-          <span className="muted">{explainAsked ? "The model gave no explanation." : "No explanation was asked for."}</span>
-        )}
-      </p>
+      {prediction ? (
+        <p className="explanation">
+          {prediction.explanation || (
+            <span className="muted">{explainAsked ? "The model gave no explanation." : "No explanation was asked for."}</span>
+          )}
+        </p>
+      ) : (
+        <>
+          <p ref={ref} tabIndex={-1} className="explanation explanation-writing" aria-busy={!writing.stopped}>
+            {writing.text}
+            <span className="muted">
+              {writing.stopped ? " — stopped before the model finished." : writing.text ? "…" : "The model is writing…"}
+            </span>
+          </p>
+          {!writing.stopped && (
+            <button type="button" className="button button-secondary" onClick={writing.onStop}>
+              Stop explanation
+            </button>
+          )}
+        </>
+      )}
       <dl className="facts">
           <dt>Question</dt>
-          <dd>{prediction.question}</dd>
-          <dt>Model</dt>
-          <dd>
-            {model.id}
-            {model.demo ? " (demo, random weights)" : ""}
-            {model.adapter ? ` + fine-tuned adapter ${model.adapter.name} (${model.adapter.sha256})` : ""} · {model.device}
-            {model.compute?.cpu_class ? ` (CPU class ${model.compute.cpu_class})` : ""} · {QUANTIZATION[model.quantization]}
-            {model.engine === "vllm" ? ` · served by the OpenAI-compatible engine at ${model.compute?.processor ?? "ENGINE_URL"}` : ""}
-          </dd>
-          {prediction.unseen_mass > 0.005 && (
+          <dd>{shown.question}</dd>
+          {prediction && (
+            <>
+              <dt>Model</dt>
+              <dd>
+                {prediction.model.id}
+                {prediction.model.demo ? " (demo, random weights)" : ""}
+                {prediction.model.adapter ? ` + fine-tuned adapter ${prediction.model.adapter.name} (${prediction.model.adapter.sha256})` : ""} · {prediction.model.device}
+                {prediction.model.compute?.cpu_class ? ` (CPU class ${prediction.model.compute.cpu_class})` : ""} · {QUANTIZATION[prediction.model.quantization]}
+                {prediction.model.engine === "vllm" ? ` · served by the OpenAI-compatible engine at ${prediction.model.compute?.processor ?? "ENGINE_URL"}` : ""}
+              </dd>
+            </>
+          )}
+          {shown.unseen_mass > 0.005 && (
             <>
               <dt>Unseen</dt>
-              <dd>the engine showed its top tokens only: P(yes) and the answer mass are exact up to {Math.round(prediction.unseen_mass * 100)}% of probability it did not show</dd>
+              <dd>the engine showed its top tokens only: P(yes) and the answer mass are exact up to {Math.round(shown.unseen_mass * 100)}% of probability it did not show</dd>
             </>
           )}
           <dt>Threshold</dt>
-          <dd>a yes needs P(yes) ≥ {prediction.threshold.toFixed(2)}</dd>
-          <dt>Timing</dt>
-          <dd>
-            {prediction.cached
-              ? `answered from the service's cache (same image and question) · total ${formatMs(timings.total)}`
-              : `model ${formatMs(timings.model)} · total ${formatMs(timings.total)}`}
-          </dd>
+          <dd>a yes needs P(yes) ≥ {shown.threshold.toFixed(2)}</dd>
+          {prediction && (
+            <>
+              <dt>Timing</dt>
+              <dd>
+                {prediction.cached
+                  ? `answered from the service's cache (same image and question) · total ${formatMs(prediction.timings_ms.total)}`
+                  : `model ${formatMs(prediction.timings_ms.model)} · total ${formatMs(prediction.timings_ms.total)}`}
+              </dd>
+            </>
+          )}
       </dl>
     </section>
   );

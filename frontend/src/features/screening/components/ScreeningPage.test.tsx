@@ -1,8 +1,8 @@
-import { act, fireEvent, render, screen, within } from "@testing-library/react";
+import { act, fireEvent, render, screen, waitFor, within } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
 import { describe, expect, it, vi } from "vitest";
 import { DEFAULT_QUESTION } from "../../../api/prompts.gen";
-import { errorBody, hanging, health, json, mockService, prediction } from "../../../testing/fetch";
+import { answerOf, errorBody, hanging, health, json, liveStream, mockService, prediction, sseEvent, sseResponse, streamed } from "../../../testing/fetch";
 import { ScreeningPage } from "./ScreeningPage";
 
 const png = () => new File([new Uint8Array([137, 80, 78, 71])], "tile-001.png", { type: "image/png" });
@@ -32,7 +32,7 @@ describe("ScreeningPage", () => {
   });
 
   it("uploads an image, submits it and shows a YES badge with P(yes) as a bar and a number", async () => {
-    const fetchMock = mockService([json(200, prediction({ answer: "yes", probability: 0.87, threshold: 0.37 }))]);
+    const fetchMock = mockService([streamed(prediction({ answer: "yes", probability: 0.87, threshold: 0.37 }))]);
     const user = userEvent.setup();
     render(<ScreeningPage />);
     await uploadAndSubmit(user);
@@ -45,7 +45,9 @@ describe("ScreeningPage", () => {
     expect(within(result).getByText(/google\/medgemma-4b-it/)).toBeInTheDocument();
     expect(within(result).getByText(/model 21\.3 s · total 21\.4 s/)).toBeInTheDocument();
     expect(within(result).getByText("a yes needs P(yes) ≥ 0.37")).toBeInTheDocument();
-    expect(result).toHaveFocus();
+    expect(screen.getByRole("status")).toHaveTextContent(
+      "Answer: YES. The model reports features suggestive of colorectal cancer. Probability of yes 0.87.",
+    );
     expect(disclaimer()).toBeVisible();
 
     const form = sentForm(fetchMock);
@@ -58,7 +60,7 @@ describe("ScreeningPage", () => {
     ["no", 0.08, "NO"],
     ["uncertain", 0.52, "UNCERTAIN"],
   ] as const)("shows a %s answer as a %s badge", async (answer, probability, word) => {
-    mockService([json(200, prediction({ answer, probability }))]);
+    mockService([streamed(prediction({ answer, probability }))]);
     const user = userEvent.setup();
     render(<ScreeningPage />);
     await uploadAndSubmit(user);
@@ -68,7 +70,7 @@ describe("ScreeningPage", () => {
   });
 
   it("says when the service answered from its cache", async () => {
-    mockService([json(200, prediction({ cached: true }))]);
+    mockService([streamed(prediction({ cached: true }))]);
     const user = userEvent.setup();
     render(<ScreeningPage />);
     await uploadAndSubmit(user);
@@ -77,7 +79,7 @@ describe("ScreeningPage", () => {
   });
 
   it("says the model gave no explanation when the page asked for one and the answer has none", async () => {
-    const fetchMock = mockService([json(200, prediction({ explanation: "" }))]);
+    const fetchMock = mockService([streamed(prediction({ explanation: "" }))]);
     const user = userEvent.setup();
     render(<ScreeningPage />);
     await uploadAndSubmit(user);
@@ -88,7 +90,7 @@ describe("ScreeningPage", () => {
   });
 
   it("sends the question the user typed", async () => {
-    const fetchMock = mockService([json(200, prediction())]);
+    const fetchMock = mockService([streamed(prediction())]);
     const user = userEvent.setup();
     render(<ScreeningPage />);
     await user.type(screen.getByLabelText(/^question/i), "Are there signet-ring cells?");
@@ -105,7 +107,7 @@ describe("ScreeningPage", () => {
   });
 
   it("shows the demo-model banner when an answer comes from the demo model, even if the health check failed", async () => {
-    mockService([json(200, prediction({ model: { ...health(true).model } }))], new TypeError("Failed to fetch"));
+    mockService([streamed(prediction({ model: { ...health(true).model } }))], new TypeError("Failed to fetch"));
     const user = userEvent.setup();
     render(<ScreeningPage />);
     expect(await screen.findByText("Service unreachable")).toBeInTheDocument();
@@ -115,7 +117,7 @@ describe("ScreeningPage", () => {
   });
 
   it("shows no demo banner for the real model", async () => {
-    mockService([json(200, prediction())]);
+    mockService([streamed(prediction())]);
     const user = userEvent.setup();
     render(<ScreeningPage />);
     expect(await screen.findByText(/service ready/i)).toBeInTheDocument();
@@ -179,10 +181,128 @@ describe("ScreeningPage", () => {
     expect(screen.getByText("No results yet.")).toBeInTheDocument();
   });
 
+  it("shows the badge and P(yes) when the answer lands, the explanation as it is written, then the final Prediction", async () => {
+    const live = liveStream();
+    mockService([live.answer]);
+    const user = userEvent.setup();
+    render(<ScreeningPage />);
+    await uploadAndSubmit(user);
+    expect(await screen.findByRole("heading", { name: /analysing tile-001\.png/i })).toBeVisible();
+
+    const final = prediction({ answer: "yes", probability: 0.93, explanation: "Cribriform glands invade the stroma.", prediction: "Yes. Cribriform glands invade the stroma." });
+    live.send("answer", answerOf(final));
+    const result = await screen.findByRole("region", { name: /answer/i });
+    expect(within(result).getByText("YES")).toBeVisible();
+    expect(within(result).getByRole("meter")).toHaveAttribute("aria-valuenow", "93");
+    expect(within(result).getByText("The model is writing…")).toBeVisible();
+    expect(screen.queryByRole("heading", { name: /analysing/i })).not.toBeInTheDocument();
+
+    live.send("token", { text: "Yes." });
+    live.send("token", { text: " Cribriform glands" });
+    await waitFor(() => expect(within(result).getByText(/^Yes\. Cribriform glands/)).toBeVisible());
+    expect(within(result).queryByText(/google\/medgemma/)).not.toBeInTheDocument(); // the model and timings come with done
+    expect(screen.getByText("No results yet.")).toBeInTheDocument(); // listed once it is done
+
+    live.send("done", final);
+    live.end();
+    const done = await within(result).findByText("Cribriform glands invade the stroma.");
+    expect(done).toBeVisible(); // the Prediction's explanation replaces the raw text
+    expect(within(result).queryByText(/^Yes\. Cribriform/)).not.toBeInTheDocument();
+    expect(within(result).queryByRole("button", { name: "Stop explanation" })).not.toBeInTheDocument();
+    expect(within(result).getByText(/google\/medgemma-4b-it/)).toBeInTheDocument();
+    expect(within(screen.getByRole("list", { name: "Results" })).getAllByRole("listitem")).toHaveLength(1);
+    expect(screen.getByRole("button", { name: "Analyse image" })).toBeEnabled();
+  });
+
+  it("announces the answer once, and never the explanation as it grows", async () => {
+    const live = liveStream();
+    mockService([live.answer]);
+    const user = userEvent.setup();
+    render(<ScreeningPage />);
+    await uploadAndSubmit(user);
+    const region = screen.getByRole("status");
+    const said: string[] = [];
+    const observer = new MutationObserver(() => said.push(region.textContent ?? ""));
+    observer.observe(region, { childList: true, characterData: true, subtree: true });
+
+    live.send("answer", answerOf(prediction({ answer: "no", probability: 0.04 })));
+    await screen.findByRole("region", { name: /answer/i });
+    for (const text of ["No.", " Normal", " colonic", " mucosa."]) live.send("token", { text });
+    await screen.findByText(/Normal colonic mucosa/);
+    live.send("done", prediction({ answer: "no", probability: 0.04, explanation: "Normal colonic mucosa." }));
+    live.end();
+    await waitFor(() => expect(screen.getByRole("button", { name: "Analyse image" })).toBeEnabled());
+    observer.disconnect();
+
+    expect(said).toEqual(["Answer: NO. The model reports no features of colorectal cancer. Probability of yes 0.04."]);
+    const explanation = screen.getByText("Normal colonic mucosa.");
+    expect(explanation.closest("[aria-live], [role=status], [role=alert], [role=log]")).toBeNull();
+  });
+
+  it("shows an error event that ends the stream like any error, with its request id, and focuses it", async () => {
+    const live = liveStream();
+    mockService([live.answer]);
+    const user = userEvent.setup();
+    render(<ScreeningPage />);
+    await uploadAndSubmit(user);
+    live.send("answer", answerOf(prediction()));
+    await screen.findByRole("region", { name: /answer/i });
+    live.send("error", { error: "timeout", detail: "The model took longer than 120 s.", request_id: "req-777" });
+    const alert = await screen.findByRole("alert");
+    expect(within(alert).getByRole("heading", { name: /took too long/i })).toBeVisible();
+    expect(alert).toHaveTextContent("Reference: req-777");
+    expect(alert).toHaveFocus();
+    expect(screen.queryByRole("region", { name: /answer/i })).not.toBeInTheDocument();
+    expect(screen.getByText("No results yet.")).toBeInTheDocument();
+  });
+
+  it("stops the explanation: aborts the request, keeps the final answer and lists it", async () => {
+    const live = liveStream();
+    mockService([live.answer]);
+    const user = userEvent.setup();
+    render(<ScreeningPage />);
+    await uploadAndSubmit(user);
+    live.send("answer", answerOf(prediction({ answer: "yes", probability: 0.81 })));
+    live.send("token", { text: "Yes. Irregular" });
+    const result = await screen.findByRole("region", { name: /answer/i });
+    await within(result).findByText(/Yes\. Irregular/);
+
+    await user.click(within(result).getByRole("button", { name: "Stop explanation" }));
+    expect(live.aborted()).toBe(true);
+    const stopped = await within(result).findByText(/stopped before the model finished/);
+    expect(stopped.closest("p")).toHaveFocus();
+    expect(within(result).getByText("YES")).toBeVisible();
+    expect(within(screen.getByRole("list", { name: "Results" })).getByRole("listitem")).toHaveTextContent(/YES.*P\(yes\) 0\.81/);
+    expect(screen.getByRole("button", { name: "Analyse image" })).toBeEnabled();
+  });
+
+  it("aborts the stream when the page goes away (another mode), and lists nothing after", async () => {
+    const live = liveStream();
+    mockService([live.answer]);
+    const user = userEvent.setup();
+    const { unmount } = render(<ScreeningPage />);
+    await uploadAndSubmit(user);
+    live.send("answer", answerOf(prediction()));
+    await screen.findByRole("region", { name: /answer/i });
+    const urlsBefore = vi.mocked(URL.createObjectURL).mock.calls.length;
+    unmount();
+    expect(live.aborted()).toBe(true);
+    await new Promise((settle) => setTimeout(settle, 50));
+    expect(URL.createObjectURL).toHaveBeenCalledTimes(urlsBefore); // no thumbnail made for a page that is gone
+  });
+
+  it("calls a stream that ends before its Prediction an unexpected answer", async () => {
+    mockService([sseResponse([sseEvent("answer", answerOf(prediction()))])]);
+    const user = userEvent.setup();
+    render(<ScreeningPage />);
+    await uploadAndSubmit(user);
+    expect(await screen.findByRole("alert")).toHaveTextContent(/unexpected answer/i);
+  });
+
   it("lists this session's results with thumbnails, newest first, and clears them with one click", async () => {
     mockService([
-      json(200, prediction({ answer: "no", probability: 0.1 })),
-      json(200, prediction({ answer: "yes", probability: 0.9 })),
+      streamed(prediction({ answer: "no", probability: 0.1 })),
+      streamed(prediction({ answer: "yes", probability: 0.9 })),
     ]);
     const user = userEvent.setup();
     render(<ScreeningPage />);
@@ -212,7 +332,7 @@ describe("ScreeningPage", () => {
   });
 
   it("shows a named placeholder instead of a preview for a TIFF", async () => {
-    mockService([json(200, prediction())]);
+    mockService([streamed(prediction())]);
     const user = userEvent.setup();
     render(<ScreeningPage />);
     await user.upload(screen.getByLabelText(/choose an h&e image/i), tiff());
