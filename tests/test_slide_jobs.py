@@ -11,7 +11,8 @@ from fastapi.testclient import TestClient
 from healer.api.app import create_app
 from healer.model.fake import FakeEngine
 from healer.settings import Settings
-from healer.slides.jobs import LOST, STALE_S, UPLOAD_GRACE_S
+from healer.slides.expiry import UPLOAD_GRACE_S
+from healer.slides.liveness import LOST, STALE_S
 from healer.slides.state import JobState
 
 JOB = "1" * 32

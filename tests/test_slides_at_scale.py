@@ -250,7 +250,7 @@ def test_a_task_run_with_another_task_count_refuses_to_score(cloud_run):
 
 
 def test_a_failed_execution_fails_the_job_for_whoever_reads_it(cloud_run, monkeypatch):
-    monkeypatch.setattr("healer.slides.jobs.EXECUTION_CHECK_S", 0)
+    monkeypatch.setattr("healer.slides.liveness.EXECUTION_CHECK_S", 0)
     with TestClient(create_app(cloud_run)) as service:
         job = upload(service, cmu_svs()).json()
         assert service.get(f"/slides/{job['id']}").json()["status"] == "running"

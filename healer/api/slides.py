@@ -19,14 +19,16 @@ from healer.api.deps import ApiKey, Jobs, asked_question, error_responses
 from healer.api.sse import event_stream
 from healer.api.streamed_form import receive_file
 from healer.text.prompts import DISCLAIMER
-from healer.slides.jobs import UPLOAD_CHUNK_BYTES, SlideJobs, Snapshot
+from healer.slides.jobs import SlideJobs
 from healer.slides.plan import plan_slide
+from healer.slides.progress import Snapshot, progress
 from healer.slides.schemas import (
     SlideInfo, SlideJob, SlideSummary, SlideTile, SlideTiles, SlideUpload, SlideUploadRequest, StartSlide,
 )
 from healer.slides.scoring import local_copy
 from healer.screening.schemas import TriageBands
 from healer.slides.state import FINISHED, HEATMAP, OVERLAY, TILES
+from healer.slides.uploads import UPLOAD_CHUNK_BYTES, slide_key
 
 router = APIRouter(prefix="/slides", tags=["slides"], dependencies=[ApiKey])
 MAX_JSON_BYTES = 64 * 1024
@@ -65,14 +67,14 @@ async def upload_slide(request: Request, response: Response, jobs: Jobs) -> Slid
     The queue place is taken before the body is read (a full queue answers 503 at once), the
     slide streams straight into the store, and a refused upload leaves nothing behind."""
     settings = request.app.state.settings
-    with jobs.reserve():
+    with jobs.queue.reserve():
         if request.headers.get("content-type", "").startswith("application/json"):
             start = await _start_request(request)
             question = asked_question(start.question, settings.max_question_chars)
             if start.upload_id is not None:
-                job_id, slide, owned = start.upload_id, await jobs.uploaded_slide(start.upload_id), True
+                job_id, slide, owned = start.upload_id, await jobs.uploads.uploaded_slide(start.upload_id), True
             else:
-                await jobs.outside_slide(start.slide_uri)
+                await jobs.uploads.outside_slide(start.slide_uri)
                 job_id, slide, owned = jobs.store.new_job_id(), start.slide_uri, False
         else:
             job_id, owned = jobs.store.new_job_id(), True
@@ -94,7 +96,7 @@ async def _receive_slide(request: Request, jobs: SlideJobs, job_id: str) -> tupl
     target: dict = {}
 
     async def place(filename: str):
-        target["key"] = jobs.slide_key(job_id, filename)
+        target["key"] = slide_key(job_id, filename)
         target["writer"] = jobs.store.writer(target["key"])
         return await asyncio.to_thread(target["writer"].__enter__)
 
@@ -134,7 +136,7 @@ async def open_upload(upload: SlideUploadRequest, request: Request, jobs: Jobs) 
     """A resumable upload session for one slide: PUT its bytes to `upload_url` in chunks, then
     start the job with `POST /slides` and `{"upload_id": ...}`. 409 when SLIDE_STORE is not
     Cloud Storage (send a multipart POST /slides instead)."""
-    upload_id, url = await jobs.open_upload(upload.filename, upload.size, request.headers.get("origin"))
+    upload_id, url = await jobs.uploads.open(upload.filename, upload.size, request.headers.get("origin"))
     return SlideUpload(upload_id=upload_id, upload_url=url, chunk_bytes=UPLOAD_CHUNK_BYTES)
 
 
@@ -208,7 +210,7 @@ def _view(jobs: SlideJobs, snapshot: Snapshot) -> SlideJob:
     done = job.status == "done"
     return SlideJob(
         id=job.id, status=job.status, question=job.question, slide=SlideInfo(**job.info),
-        progress=jobs.progress(snapshot), summary=SlideSummary(**job.summary) if job.summary else None,
+        progress=progress(snapshot), summary=SlideSummary(**job.summary) if job.summary else None,
         error=job.error, heatmap_url=f"{_url(job.id)}/heatmap.png" if done else None,
         tiles_url=f"{_url(job.id)}/tiles" if done else None,
         expires_in_s=jobs.expires_in_s(job), model=jobs.model, disclaimer=DISCLAIMER,

@@ -14,7 +14,13 @@
     results.py   tiles, heatmaps and summary, once every shard is in
     runner.py    who scores: this process, local worker processes, or a Cloud Run Job (cloud_run.py)
     worker.py    `python -m healer.slides.worker JOB_ID`: one task of a job
-    jobs.py      the life cycle from the store: accept, progress, cancel, event streams, time to live
+    jobs.py      the life cycle from the store (SlideJobs): accept, follow, cancel; made of
+      uploads.py      where a job's slide comes from: its key, a direct upload, a gs:// slide
+      work_queue.py   the jobs this instance scores itself: upload places, order, heartbeat
+      transitions.py  a job's state read and changed by compare-and-swap, from any instance
+      liveness.py     a job whose scorer is gone is failed by whoever reads it
+      progress.py     what a reader sees: a snapshot, its progress, its changes as they come
+      expiry.py       finished jobs and abandoned uploads deleted after SLIDE_RESULT_TTL_S
     schemas.py   the JSON of a job, its tiles, its summary and a direct upload
 The HTTP surface under /slides is healer/api/slides.py.
 """
