@@ -411,13 +411,17 @@ def main(argv: list[str] | None = None) -> int:
     work = prefill_tflop(model_dir, prompt_tokens)
     images = tiles(2 + 2 * args.requests + args.clients)
 
-    results = {}
+    results, failed = {}, {}
     for name in args.configs.split(","):
         if name in PEERS and (reason := peer_missing(name, args.size)):
             print(f"skipping {name}: {reason}", flush=True)
             continue
         print(f"benchmarking {name}…", flush=True)
-        results[name] = bench_config(name, model_dir, images, args.requests, args.clients)
+        try:
+            results[name] = bench_config(name, model_dir, images, args.requests, args.clients)
+        except Exception as error:  # one server that fails to start or answer: the others still count
+            print(f"{name} failed: {error}", flush=True)
+            failed[name] = str(error)
 
     load = os.getloadavg()[0]
     stamp = datetime.now(timezone.utc)
@@ -433,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Load average (1 min): {load_at_start:.2f} at the start, {load:.2f} at the end.",
         "",
         table(results, args.clients),
+        *[f"{name} failed, left out: {reason}" for name, reason in failed.items()],
         *([f"{peer} serves no page: its GET / row probes GET /health." for peer in PEERS if peer in results]),
         "",
         "Kernels each Healer server chose (its GET /):",

@@ -17,14 +17,19 @@ def missing() -> str | None:
 class Server:
     """vLLM as it is served: its own kernels and continuous batching, bf16 weights, 2 GiB of KV
     cache (4 answers of 1,024 tokens need ~0.6 GiB at full size), prefix caching off as Healer
-    caches nothing across requests, and every usable CPU (its default thread binding)."""
+    caches nothing across requests, batches of at most 1,024 tokens (one prompt with its image is
+    ~360), and every usable CPU (its default thread binding)."""
 
     health_path = "/health"
 
     def __init__(self, model_dir: Path, clients: int):
         log = Path(tempfile.gettempdir()) / f"vllm-bench-{time.time_ns()}.log"
-        self.server = VllmServer(model_dir, log, kv_cache_gib=2, max_model_len=1024,
-                                 extra_args=("--no-enable-prefix-caching", "--max-num-seqs", str(max(clients, 1))))
+        self.server = VllmServer(model_dir, log, kv_cache_gib=2, max_model_len=1024, extra_args=(
+            "--no-enable-prefix-caching", "--max-num-seqs", str(max(clients, 1)),
+            # Its start-up profiles one full batch of this many tokens: at 2,048 (its CPU server
+            # default with 2 sequences of 1,024) the worker reached 14.6 GiB at full size and was
+            # OOM-killed on this 24 GiB machine, with the test suite running beside it.
+            "--max-num-batched-tokens", "1024", "--limit-mm-per-prompt", '{"image": 1}'))
         self.prompt_tokens: int | None = None
 
     def start(self, timeout_s: float = 1800):
