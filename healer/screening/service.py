@@ -93,8 +93,13 @@ class ScreeningService:
         except BaseException:
             await held.aclose()
             raise
-        return PredictionStream(self, held, key, Query(image, question, explain, top_logprobs=top_logprobs),
-                                started, time.perf_counter())
+        decoded = time.perf_counter()
+        return PredictionStream(
+            held, Query(image, question, explain, top_logprobs=top_logprobs),
+            submit=lambda query: self.batcher.submit(query, timeout_s=self.settings.request_timeout_s, placed=True),
+            predict=lambda generation: self.prediction(generation, question, started, decoded),
+            keep=lambda prediction: self.remember(key, prediction),
+        )
 
     def prediction(self, generation: Generation, question: str, started: float, decoded: float) -> Prediction:
         """The answer to one query from what the engine generated (or, streamed, from what it had

@@ -18,20 +18,15 @@ cancelled: queued, the query leaves the queue; running, its row leaves the batch
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, suppress
 from dataclasses import replace
-from typing import TYPE_CHECKING
-
 from pydantic import BaseModel
 
 from healer.errors import HealerError
 from healer.model.engine import Generation, Listener, Query, TokenLogprob
 from healer.screening.schemas import Prediction, StreamedAnswer, StreamedText
 from healer.text.answer_step import answer_settled
-
-if TYPE_CHECKING:
-    from healer.screening.service import ScreeningService
 
 log = logging.getLogger(__name__)
 PENDING_CHARACTER = "\ufffd"  # a character whose bytes span tokens decodes as this until it is whole
@@ -40,11 +35,14 @@ Event = tuple[str, BaseModel | HealerError]  # the API writes an error as its us
 
 
 class PredictionStream(Listener):
-    def __init__(self, service: "ScreeningService | None", held: AsyncExitStack | None, key: str,
-                 query: Query, started: float, decoded: float):
-        self.service, self.held, self.key = service, held, key
+    """`submit` queues the query and returns what the engine generated; `predict` is the service's
+    rule from a generation (complete, or so far) to a Prediction; `keep` remembers the final one."""
+
+    def __init__(self, held: AsyncExitStack | None, query: Query,
+                 submit: Callable[[Query], Awaitable[Generation]], predict: Callable[[Generation], Prediction],
+                 keep: Callable[[Prediction], None] = lambda prediction: None):
+        self.held, self.submit, self.predict, self.keep = held, submit, predict, keep
         self.query = replace(query, listener=self)
-        self.started, self.decoded = started, decoded
         self.finished: Prediction | None = None
         self.logprobs: tuple[TokenLogprob, ...] | None = None  # set before `done`, when the query asked
         self._loop = asyncio.get_running_loop()
@@ -58,7 +56,7 @@ class PredictionStream(Listener):
     @classmethod
     def answered_from(cls, prediction: Prediction) -> "PredictionStream":
         """A stream of an answer already known (from the cache): answer, then done."""
-        stream = cls(None, None, "", Query(None, prediction.question), 0.0, 0.0)
+        stream = cls(None, Query(None, prediction.question), submit=None, predict=None)
         stream.finished = prediction
         return stream
 
@@ -76,8 +74,7 @@ class PredictionStream(Listener):
                 yield "answer", StreamedAnswer.of(self.finished)
                 yield "done", self.finished
                 return
-            self._task = asyncio.create_task(self.service.batcher.submit(
-                self.query, timeout_s=self.service.settings.request_timeout_s, placed=True))
+            self._task = asyncio.create_task(self.submit(self.query))
             while not self._task.done():
                 told = asyncio.create_task(self._told.get())
                 await asyncio.wait({told, self._task}, return_when=asyncio.FIRST_COMPLETED)
@@ -91,8 +88,8 @@ class PredictionStream(Listener):
                     yield event
             generation = self._task.result()
             self.logprobs = generation.logprobs
-            prediction = self.service.remember(
-                self.key, self.service.prediction(generation, self.query.question, self.started, self.decoded))
+            prediction = self.predict(generation)
+            self.keep(prediction)
             if not self._answered:
                 yield "answer", StreamedAnswer.of(prediction)
             if rest := self._unsent(generation.text):
@@ -125,8 +122,7 @@ class PredictionStream(Listener):
         events: list[Event] = []
         if not self._answered and self._reading is not None and (not self.query.explain or answer_settled(self._text)):
             so_far = replace(self._reading, text=self._text)
-            events.append(("answer", StreamedAnswer.of(
-                self.service.prediction(so_far, self.query.question, self.started, self.decoded))))
+            events.append(("answer", StreamedAnswer.of(self.predict(so_far))))
             self._answered = True
         if self._answered and (new := self._unsent(self._text)):
             events.append(("token", StreamedText(text=new)))
