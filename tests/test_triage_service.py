@@ -3,6 +3,7 @@ slide tile and slide summary, and the whole lab path on real tiles: evaluate --t
 its triage.json and see each tile land in the band its P(yes) calls for."""
 
 import csv
+import json
 import re
 
 import numpy as np
@@ -13,6 +14,7 @@ from pydantic import ValidationError
 
 from healer.api.app import create_app
 from healer.evaluate import main as evaluate
+from healer.model.fake import FakeEngine
 from healer.screening.triage import Triage
 from healer.settings import Settings
 from healer.slides import heatmap
@@ -138,3 +140,17 @@ def test_a_slide_job_bands_every_tile_and_the_summary_says_how_many_fell_in_each
     worst = "rule-in" if "rule-in" in bands else "refer" if "refer" in bands else "rule-out"
     assert summary["triage"] == worst
     assert summary["triage_thresholds"] == {"rule_out": 0.45, "rule_in": 0.55}
+
+
+def test_a_triage_file_chosen_with_another_model_stops_the_start(tmp_path):
+    """Its guarantee is about another model's scores: serving it would promise nothing."""
+    calibrated = tmp_path / "triage.json"
+    calibrated.write_text(json.dumps({"rule_out": 0.1, "rule_in": 0.9, "model": {"id": "other/medgemma", "adapter": None}}))
+    settings = Settings(model_dir=tmp_path, triage_file=calibrated)
+    with pytest.raises(ValueError, match="does not hold for this model: they were chosen with other/medgemma, "
+                                         "and this service serves fake/engine"):
+        with TestClient(create_app(settings, engine=FakeEngine())):
+            pass
+    calibrated.write_text(json.dumps({"rule_out": 0.1, "rule_in": 0.9, "model": {"id": "fake/engine", "adapter": None}}))
+    with TestClient(create_app(Settings(model_dir=tmp_path, triage_file=calibrated), engine=FakeEngine())) as client:
+        assert client.get("/").json()["triage"] == {"rule_out": 0.1, "rule_in": 0.9}

@@ -9,6 +9,7 @@ answers in milliseconds meanwhile.
 """
 
 import asyncio
+import logging
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from starlette.concurrency import run_in_threadpool
 
 from healer import metrics
-from healer.screening import answers
+from healer.screening import answers, triage
 from healer.screening.batching import Batcher
 from healer.screening.cache import LRUCache, cache_key
 from healer.model.engine import Engine, Generation, Query, TokenLogprob
@@ -33,6 +34,9 @@ class Answered:
     logprobs: tuple[TokenLogprob, ...] | None  # each generated token's, when asked for (the OpenAI face)
 
 
+log = logging.getLogger(__name__)
+
+
 class ScreeningService:
     """Create inside a running event loop (the app's lifespan): the batcher starts a task."""
 
@@ -43,6 +47,7 @@ class ScreeningService:
         adapter = engine.info.adapter
         self.threshold = settings.threshold_for(adapter.threshold if adapter else None)
         self.triage = settings.triage
+        self._check_triage_file(engine, settings)
         metrics.show_adapter(self.model_card.adapter)
         metrics.show_compute(engine.info.compute)
         self.batcher = Batcher(
@@ -52,6 +57,22 @@ class ScreeningService:
         metrics.QUEUE_DEPTH.set_function(lambda: self.batcher.depth)
         self.cache: LRUCache[Prediction] = LRUCache(settings.cache_size)
         self._decoding = asyncio.Semaphore(settings.decode_workers)  # full-size images in memory at once
+
+    @staticmethod
+    def _check_triage_file(engine: Engine, settings: Settings) -> None:
+        """TRIAGE_FILE's thresholds hold only for the model they were chosen with: another one stops
+        the start; another quantization or engine is only warned about (its scores move a little)."""
+        calibrated = settings.triage_file and triage.calibrated_model(settings.triage_file)
+        if not calibrated:
+            return
+        if problem := triage.model_mismatch(calibrated, engine.info):
+            raise ValueError(f"TRIAGE_FILE {settings.triage_file} does not hold for this model: {problem}. "
+                             "Run `python -m healer.evaluate … --triage` with the served model")
+        for field in ("quantization", "engine"):
+            if calibrated.get(field) not in (None, getattr(engine.info, field)):
+                log.warning("TRIAGE_FILE %s was chosen with %s=%s, and this service runs %s: its scores can "
+                            "differ a little; re-run the evaluation with the served settings to keep the guarantee",
+                            settings.triage_file, field, calibrated[field], getattr(engine.info, field))
 
     def health(self) -> Health:
         bucket = (self.settings.slide_store or "").startswith("gs://")

@@ -54,3 +54,26 @@ def read_file(path: Path) -> tuple[float, float]:
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{path} is not the triage.json that `python -m healer.evaluate --triage` "
                          f"writes (rule_out and rule_in numbers): {error!r}") from None
+
+
+def calibrated_model(path: Path) -> dict | None:
+    """The model a triage.json's thresholds were chosen with (`model`, as the evaluation writes
+    it), or None when the file does not say."""
+    model = json.loads(Path(path).read_text()).get("model")
+    return model if isinstance(model, dict) else None
+
+
+def model_mismatch(calibrated: dict, served) -> str | None:
+    """Why thresholds chosen with the `calibrated` model do not hold for the `served` one (its
+    ModelInfo), or None. A guarantee is about one model's scores: another checkpoint, revision or
+    adapter scores differently, so its thresholds promise nothing here."""
+    adapter = (calibrated.get("adapter") or {}).get("sha256")
+    served_adapter = served.adapter.sha256 if served.adapter else None
+    if calibrated.get("id") != served.id:
+        return f"they were chosen with {calibrated.get('id')}, and this service serves {served.id}"
+    if calibrated.get("revision") and served.revision and calibrated["revision"] != served.revision:
+        return f"they were chosen with revision {calibrated['revision']}, and this service serves {served.revision}"
+    if adapter != served_adapter:
+        return (f"they were chosen with adapter {adapter or 'none'}, and this service serves "
+                f"{served_adapter or 'none'}")
+    return None
