@@ -369,3 +369,18 @@ def test_the_published_openapi_describes_every_body_it_names(demo_model_dir, tmp
     body = schema["paths"]["/slides"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     body = schema["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]] if "$ref" in body else body
     assert {"upload_id", "slide_uri", "question"} <= set(body["properties"])
+
+
+def test_a_gs_slide_on_a_service_that_keeps_slides_on_its_own_disk_is_refused_with_the_reason(
+        demo_model_dir, tmp_path):
+    with slide_client(demo_model_dir, tmp_path) as client:
+        body = assert_error(client.post("/slides", json={"slide_uri": "gs://lab-slides/case-17.svs"}),
+                            403, "slide_not_readable")
+    assert "SLIDE_STORE" in body["detail"] and "upload the slide" in body["detail"]
+
+
+@pytest.mark.parametrize("uri", ["gs://lab-slides/\x00", "gs://lab-slides/case\n17.svs",
+                                 "gs://lab-slides/" + "a" * 1025])
+def test_a_slide_uri_that_cannot_name_a_cloud_storage_object_is_422(demo_model_dir, tmp_path, uri):
+    with slide_client(demo_model_dir, tmp_path) as client:
+        assert_error(client.post("/slides", json={"slide_uri": uri}), 422, "invalid_request")

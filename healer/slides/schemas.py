@@ -103,7 +103,9 @@ class StartSlide(BaseModel):
     """A slide already in Cloud Storage: a finished direct upload, or an object the service may read."""
 
     upload_id: str | None = Field(None, pattern="^[0-9a-f]{32}$", description="From POST /slides/uploads")
-    slide_uri: str | None = Field(None, pattern=r"^gs://[a-z0-9][a-z0-9._-]{1,221}/.+",
+    # Cloud Storage's own rules: a bucket name, then an object name of 1-1024 characters; no
+    # control characters (CR and LF are forbidden there, the rest cannot name a slide).
+    slide_uri: str | None = Field(None, pattern=r"^gs://[a-z0-9][a-z0-9._-]{1,221}/[^\x00-\x1f\x7f]{1,1024}$",
                                   description="gs://bucket/path of a slide the service account may read")
     question: str | None = Field(None, description="Asked of every tile; defaults to the colorectal-cancer question")
 

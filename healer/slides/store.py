@@ -19,7 +19,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from healer.errors import DirectUploadUnavailable
+from healer.errors import DirectUploadUnavailable, SlideNotReadable
+
+LOCAL_STORE_READS_NO_GS = ("This service keeps slides on its own disk (SLIDE_STORE is a directory), "
+                           "so it reads no gs:// object: upload the slide itself, or run it with "
+                           "SLIDE_STORE=gs://bucket/prefix.")
 
 Change = Callable[[dict | None], dict | None]  # the value now (None: absent) → the new one (None: leave it)
 
@@ -147,6 +151,8 @@ class LocalStore(Store):
         shutil.rmtree(self.root / job_id, ignore_errors=True)
 
     def size(self, ref: str) -> int | None:
+        if ref.startswith("gs://"):
+            raise SlideNotReadable(LOCAL_STORE_READS_NO_GS)
         try:
             return self._path(ref).stat().st_size
         except FileNotFoundError:
