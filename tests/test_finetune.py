@@ -68,6 +68,16 @@ def test_fine_tuning_lifts_held_out_roc_auc_from_chance_to_at_least_0_9(task, ad
     assert "| base model |" in printed and f"| with adapter {adapter.name} |" in printed
 
 
+def test_fine_tuning_trains_on_a_cpu_without_bf16_hardware(task, demo_env, monkeypatch, tmp_path):
+    """On AVX2 the served kernels compute in fp32 without gradients: training gets plain modules."""
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    train, _ = task
+    one_epoch = ["--epochs", "1", "--patience", "1", "--learning-rate", "5e-3", "--validation-fraction", "0.25",
+                 "--no-progress"]
+    assert finetune.main([str(train), "--out", str(tmp_path), *CLASSES, *one_epoch]) == 0
+    assert (tmp_path / WEIGHTS_FILE).is_file()
+
+
 def test_the_adapter_folder_holds_peft_weights_a_card_and_the_validation_roc(adapter, demo_model_dir):
     card = json.loads((adapter / CARD_FILE).read_text())
     assert (adapter / WEIGHTS_FILE).is_file() and (adapter / "adapter_config.json").is_file()

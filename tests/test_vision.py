@@ -5,6 +5,8 @@ import torch
 from transformers import AutoModelForImageTextToText
 
 from bench.vision_tower import main as bench_vision_tower
+from healer.model.cpu_class import detect
+from healer.model.cpu_kernels import apply_plan, plan_for
 from healer.model.engine import Query
 from healer.model.medgemma import MedGemmaEngine
 from healer.model.vision import keep_residuals_row_major, vision_embeddings
@@ -52,13 +54,15 @@ def test_a_model_without_a_vision_tower_is_left_alone():
 
 def test_the_engine_runs_its_tower_row_major_and_answers_as_before(demo_model_dir, he_tile):
     """Loaded by the engine: the layer norms see row-major input, and P(yes) is the one the
-    unpatched transformers model gives (the same arithmetic, so equal, not merely close)."""
+    unpatched transformers model gives with the same CPU kernels (the same arithmetic, so equal,
+    not merely close)."""
     engine = MedGemmaEngine.load(demo_settings(demo_model_dir))
     seen = layer_norm_inputs(engine.model)
     query = Query(he_tile, DEFAULT_QUESTION, explain=False)
     [generation] = engine.generate([query])
     assert seen and all(seen)
     plain = AutoModelForImageTextToText.from_pretrained(demo_model_dir, dtype=torch.bfloat16).eval()
+    apply_plan(plain, plan_for(detect(), "none"))  # without bf16 hardware: products in fp32, as the engine's
     with torch.inference_mode():
         inputs = engine._inputs([query])
         patched, unpatched = (m(**inputs).logits[0, -1] for m in (engine.model, plain))

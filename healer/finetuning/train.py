@@ -69,7 +69,9 @@ def load_base(settings: Settings, low_memory: str | None) -> MedGemmaEngine:
     """The served model without any adapter: bf16, or a quantized frozen base on CUDA."""
     plain = settings.model_copy(update={"adapter_dir": None, "quantization": "none"})
     if low_memory is None:
-        return MedGemmaEngine.load(plain)
+        # Without bf16 hardware (AVX2) this trains in bf16 emulated in software: slow, but the
+        # served kernels (fp32 products) compute without gradients.
+        return MedGemmaEngine.load(plain, trainable=True)
     if resolve_device(settings.device) != "cuda":
         raise FinetuneError("--low-memory needs a CUDA device (bitsandbytes' training kernels); "
                            "on the CPU, train in bf16")

@@ -176,7 +176,9 @@ class MedGemmaEngine(Engine):
         )
 
     @classmethod
-    def load(cls, settings: Settings) -> "MedGemmaEngine":
+    def load(cls, settings: Settings, trainable: bool = False) -> "MedGemmaEngine":
+        """The model as served, or with `trainable` as loaded: plain bf16 modules that autograd
+        can train through (the CPU kernel plan computes for inference only)."""
         check_model_dir(settings.model_dir)
         source = read_source(settings.model_dir, settings.model_id, settings.model_revision)
         adapter = check_adapter(settings.adapter_dir, source) if settings.adapter_dir else None
@@ -201,7 +203,11 @@ class MedGemmaEngine(Engine):
             model = load_merged(AutoModelForImageTextToText, settings.model_dir, kwargs, settings.adapter_dir).eval()
         keep_residuals_row_major(model)  # bit-identical; ~20 % less vision-tower time on the CPU
         parameters = sum(p.numel() for p in model.parameters())
-        if device == "cpu":
+        if device == "cpu" and trainable:
+            cpu = detect()
+            compute = Compute(cpu.model, cpu.name, dict.fromkeys(("vision", "prefill", "decode"), "bf16 as loaded, trainable"),
+                              cpu.capped_by)
+        elif device == "cpu":
             plan = plan_for(detect(), settings.quantization)
             apply_plan(model, plan)
             if cpu_int8:
