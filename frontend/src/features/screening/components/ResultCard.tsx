@@ -1,6 +1,6 @@
 import { forwardRef } from "react";
 import type { Prediction, StreamedAnswer } from "../../../api/client";
-import { TriageBand } from "../../../components/TriageBand";
+import { BAND_HINT, TriageBand } from "../../../components/TriageBand";
 import { formatMs } from "../../../lib/format";
 
 const ANSWER_WORD = { yes: "YES", no: "NO", uncertain: "UNCERTAIN" } as const;
@@ -13,8 +13,9 @@ const ANSWER_HINT = {
 } as const;
 
 /** The answer in one sentence, as the page's live region says it (once, when it lands). */
-export function spokenAnswer({ answer, probability }: StreamedAnswer | Prediction): string {
-  return `Answer: ${ANSWER_WORD[answer]}. ${ANSWER_HINT[answer]}. Probability of yes ${probability.toFixed(2)}.`;
+export function spokenAnswer({ answer, probability, triage }: StreamedAnswer | Prediction): string {
+  const band = triage ? ` Triage: ${triage}, ${BAND_HINT[triage]}.` : "";
+  return `Answer: ${ANSWER_WORD[answer]}. ${ANSWER_HINT[answer]}. Probability of yes ${probability.toFixed(2)}.${band}`;
 }
 
 export function AnswerBadge({ answer }: { answer: Prediction["answer"] }) {

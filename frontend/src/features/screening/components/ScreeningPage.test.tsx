@@ -56,6 +56,20 @@ describe("ScreeningPage", () => {
     expect(form.get("explain")).toBe("true");
   });
 
+  it("says the triage band with the answer when the service has triage thresholds", async () => {
+    mockService([streamed(prediction({ answer: "no", probability: 0.04, triage: "rule-out" }))]);
+    const user = userEvent.setup();
+    render(<ScreeningPage />);
+    await uploadAndSubmit(user);
+
+    const result = await screen.findByRole("region", { name: /answer/i });
+    expect(within(result).getByLabelText("Triage")).toHaveTextContent("Triage: RULE-OUT negative, low priority");
+    expect(screen.getByRole("status")).toHaveTextContent(
+      "Answer: NO. The model reports no features of colorectal cancer. Probability of yes 0.04. " +
+        "Triage: rule-out, negative, low priority.",
+    );
+  });
+
   it.each([
     ["no", 0.08, "NO"],
     ["uncertain", 0.52, "UNCERTAIN"],
